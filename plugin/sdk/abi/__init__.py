@@ -1,0 +1,1 @@
+"""The C ABI half of the SDK: the cffi build and the Python callbacks behind `glue.c`."""

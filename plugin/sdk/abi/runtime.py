@@ -1,0 +1,236 @@
+"""The Python callbacks behind glue.c, one per `sdkpy_*` declaration.
+
+Every callback is a `def_extern` with an explicit `error` value: a cffi callback that
+raises would otherwise return 0, which is SS_PLUGIN_SUCCESS, and Falco would read
+garbage. Each also catches its own exceptions so `get_last_error` says what went wrong.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import traceback
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from plugin.sdk.api import Eof, Instance, Plugin, Timeout
+from plugin.sdk.events import pack_event
+
+SUCCESS, FAILURE, TIMEOUT, EOF = 0, 1, -1, 2
+
+log = logging.getLogger("plugin.sdk")
+_UNPARSABLE = object()
+
+
+class _Bound:
+    """A plugin object plus what the ABI keeps for it: its C state and extraction cache."""
+
+    def __init__(self, plugin: Plugin, st: Any) -> None:
+        self.plugin = plugin
+        self.st = st
+        self.fns: list[Callable[[object], Sequence[str] | None]] = []
+        self.evtnum = -1
+        self.doc: object = _UNPARSABLE
+
+
+def _failing(exc: Exception) -> Callable[[object], None]:
+    def fail(_doc: object) -> None:
+        raise exc
+
+    return fail
+
+
+def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
+    """Register the callbacks for the plugin class at `module:Class`."""
+    module, _, cls_name = plugin_ref.partition(":")
+    plugin_cls: type[Plugin] = getattr(importlib.import_module(module), cls_name)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO,
+            format=f"[{plugin_cls.name}] %(levelname)s %(name)s: %(message)s",
+        )
+    alive: dict[Any, Any] = {}  # handle cdata -> kept alive until destroy/close
+
+    def handle_of(obj: object) -> Any:
+        h = ffi.new_handle(obj)
+        alive[h] = obj
+        return h
+
+    def set_error(st: Any, exc: BaseException) -> None:
+        text = plugin_cls.redact(str(exc) or type(exc).__name__)
+        data = text.encode("utf-8", "replace")
+        lib.sdk_set_error(st, data, len(data))
+
+    def report(bound: _Bound, exc: BaseException) -> int:
+        if not isinstance(exc, (Timeout, Eof)):
+            log.debug("%s", plugin_cls.redact("".join(traceback.format_exception(exc))))
+        set_error(bound.st, exc)
+        return FAILURE
+
+    @ffi.def_extern(error=ffi.NULL)
+    def sdkpy_init(st: Any, config: Any) -> Any:
+        try:
+            plugin = plugin_cls(ffi.string(config).decode("utf-8", "replace"))
+        except Exception as exc:
+            set_error(st, exc)
+            return ffi.NULL
+        return handle_of(_Bound(plugin, st))
+
+    @ffi.def_extern()
+    def sdkpy_destroy(py: Any) -> None:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            bound.plugin.destroy()
+        except Exception:
+            log.exception("destroy failed")
+        alive.pop(py, None)
+
+    @ffi.def_extern(error=ffi.NULL)
+    def sdkpy_open(py: Any, inst: Any, params: Any) -> Any:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            instance = bound.plugin.open(ffi.string(params).decode("utf-8", "replace"))
+        except Exception as exc:
+            report(bound, exc)
+            return ffi.NULL
+        return handle_of((instance, inst))
+
+    @ffi.def_extern()
+    def sdkpy_close(py: Any, ipy: Any) -> None:
+        instance: Instance = ffi.from_handle(ipy)[0]
+        try:
+            instance.close()
+        except Exception:
+            log.exception("close failed")
+        alive.pop(ipy, None)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_next_batch(py: Any, ipy: Any, inst: Any) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        instance: Instance = ffi.from_handle(ipy)[0]
+        try:
+            events = instance.next_batch()
+            if not events:
+                return TIMEOUT
+            pid = bound.plugin.id
+            blob = b"".join([pack_event(pid, e.data, e.timestamp_ns) for e in events])
+            if lib.sdk_set_batch(inst, blob, len(blob), len(events)) < 0:
+                raise MemoryError("cannot hand the batch to Falco")
+            return SUCCESS
+        except Timeout:
+            return TIMEOUT
+        except Eof:
+            return EOF
+        except Exception as exc:
+            return report(bound, exc)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_list_open_params(py: Any, st: Any) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            data = bound.plugin.list_open_params().encode()
+            lib.sdk_set_open_params(st, data, len(data))
+            return SUCCESS
+        except Exception as exc:
+            return report(bound, exc)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_progress(py: Any, ipy: Any, inst: Any, pct: Any) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        instance: Instance = ffi.from_handle(ipy)[0]
+        try:
+            progress = instance.progress()
+            if progress is None:
+                return FAILURE
+            percent, text = progress
+            pct[0] = max(0, min(10000, round(percent * 100)))
+            data = text.encode()
+            lib.sdk_set_progress(inst, data, len(data))
+            return SUCCESS
+        except Exception as exc:
+            return report(bound, exc)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_event_to_string(py: Any, st: Any, data: Any, length: int) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            text = bound.plugin.event_to_string(ffi.buffer(data, length)[:]).encode()
+            lib.sdk_set_event_string(st, text, len(text))
+            return SUCCESS
+        except Exception as exc:
+            return report(bound, exc)
+
+    def compile_new_slots(bound: _Bound, extractor: Any, n: int) -> None:
+        field_id, present = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        index, key = ffi.new("uint64_t *"), ffi.new("char **")
+        while len(bound.fns) < n:
+            lib.sdk_slot_key(bound.st, len(bound.fns), field_id, present, index, key)
+            if not present[0]:
+                arg: int | str | None = None
+            elif key[0] != ffi.NULL:
+                arg = ffi.string(key[0]).decode("utf-8", "replace")
+            else:
+                arg = index[0]
+            try:
+                fn = extractor.compile(field_id[0], arg)
+            except Exception as exc:
+                fn = _failing(exc)
+            bound.fns.append(fn)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_extract(py: Any, st: Any, data: Any, length: int, evtnum: int) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            extractor = bound.plugin.extractor
+            if extractor is None:
+                raise RuntimeError(f"{bound.plugin.name} does not extract fields")
+            n = lib.sdk_slot_count(st)
+            if len(bound.fns) < n:
+                compile_new_slots(bound, extractor, n)
+            if evtnum != bound.evtnum:
+                bound.evtnum = evtnum
+                try:
+                    bound.doc = extractor.parse(ffi.buffer(data, length)[:])
+                except Exception as exc:
+                    bound.doc = _UNPARSABLE
+                    set_error(st, exc)
+            doc = bound.doc
+            if doc is _UNPARSABLE:
+                return FAILURE
+            counts = array("i")
+            values: list[str] = []
+            failure: Exception | None = None
+            for fn in bound.fns:
+                try:
+                    got = fn(doc)
+                except Exception as exc:
+                    counts.append(-1)
+                    failure = exc
+                    continue
+                if got is None:
+                    counts.append(0)
+                else:
+                    counts.append(len(got))
+                    values += got
+            if failure is not None:
+                set_error(st, failure)
+            blob = _join(values)
+            if lib.sdk_store_results(st, n, ffi.from_buffer("int32_t[]", counts), blob,
+                                     len(blob)) != 0:
+                raise MemoryError("cannot store extracted values")
+            return SUCCESS
+        except Exception as exc:
+            return report(bound, exc)
+
+
+def _join(values: list[str]) -> bytes:
+    """Values as NUL-terminated UTF-8; a NUL inside a value would split it, so drop those."""
+    if not values:
+        return b""
+    blob = ("\0".join(values) + "\0").encode("utf-8", "replace")
+    if blob.count(0) != len(values):
+        clean = (v.replace("\0", "") for v in values)
+        blob = ("\0".join(clean) + "\0").encode("utf-8", "replace")
+    return blob
