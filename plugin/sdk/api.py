@@ -15,11 +15,11 @@ from typing import ClassVar, Protocol
 PLUGIN_EVENT_TYPE = 322
 
 
-class Timeout(Exception):  # noqa: N818 - named after SS_PLUGIN_TIMEOUT
+class Timeout(Exception):
     """No event is ready now; Falco calls `next_batch` again."""
 
 
-class Eof(Exception):  # noqa: N818 - named after SS_PLUGIN_EOF
+class Eof(Exception):
     """The source has no more events."""
 
 

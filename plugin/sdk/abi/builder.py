@@ -84,8 +84,8 @@ def _constants(cls: type[Plugin], search_path: Sequence[str]) -> str:
     }
     lines = [f"#define {k} {c_string(v)}" for k, v in strings.items()]
     lines.append(f"#define SDK_ID {int(cls.id)}u")
-    entries = ", ".join(c_string(p) for p in search_path)
-    lines.append(f"static const char *SDK_SEARCH_PATH[] = {{{entries}{', ' if entries else ''}NULL}};")
+    entries = "".join(c_string(p) + ", " for p in search_path)
+    lines.append(f"static const char *SDK_SEARCH_PATH[] = {{{entries}NULL}};")
     return "\n".join(lines) + "\n"
 
 

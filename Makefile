@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine (README "Quick start"):
+#   make run    the pipeline locally on Azurite: AKS capture -> ingest function -> queue -> plugin
+#   make test   every test (.ci/run calls exactly this)
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+LIB := build/libk8saudit-aks.so
+HOST := build/falco_host
+
+.PHONY: all plugin test run bench lint docs clean
+all: plugin
+
+$(VENV)/.installed: requirements.txt plugin/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+$(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/* plugin/k8saudit_aks/*.py extractor/*.py)
+	$(PY) -m plugin.build $(LIB)
+
+plugin: $(LIB)
+
+$(HOST): tests/harness/falco_host.c plugin/sdk/abi/plugin_api.h
+	@mkdir -p build
+	cc -O2 -Wall -o $@ tests/harness/falco_host.c -ldl
+
+test: $(LIB) $(HOST) node_modules/.installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+run: $(LIB) node_modules/.installed
+	$(PY) -m scripts.run_local
+
+bench: $(LIB)
+	$(PY) -m benchmarks.run
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+docs: $(LIB)
+	$(PY) -m extractor.fields --markdown docs/fields.md
+
+clean:
+	rm -rf build

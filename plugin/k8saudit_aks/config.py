@@ -1,0 +1,215 @@
+"""The plugin's init_config: one dataclass per mode, the init schema derived from them.
+
+Key names of the original Go k8saudit-aks plugin are kept as they are, so an existing
+`falco.yaml` loads unchanged. Unknown keys are tolerated (Falco passes whatever the user
+wrote); a wrong type or a missing key fails init with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import orjson
+
+DEFAULT_CATEGORIES = ("kube-audit", "kube-audit-admin")
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person editing falco.yaml."""
+
+
+def _opt(default: Any, desc: str, **schema: Any) -> Any:
+    meta = {"desc": desc, **schema}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Common:
+    """Settings every mode shares."""
+
+    rate_limit_events_per_second: float = _opt(
+        100, "Most audit events per second handed to Falco; the excess waits, none is dropped.",
+        minimum=0.001,
+    )
+    rate_limit_burst: int = _opt(200, "Token bucket size of the rate limit.", minimum=1)
+    accepted_categories: list[str] = _opt(
+        DEFAULT_CATEGORIES, "Diagnostic log categories whose records are audit events."
+    )
+    max_event_size: int = _opt(
+        4 * 1024 * 1024, "Largest audit event (bytes) accepted; larger ones are skipped and "
+        "counted.", minimum=1024,
+    )
+    dedupe_window: int = _opt(
+        100_000, "How many recent auditID+stage keys are remembered to drop redeliveries.",
+        minimum=0,
+    )
+    stats_interval_seconds: float = _opt(
+        60, "How often a stats line (received, delivered, skipped by reason, ...) is logged.",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class QueueMode:
+    """Drain the Storage Queue the ingest function fills (the serverless pipeline)."""
+
+    keys: ClassVar[tuple[str, ...]] = ("queue_name",)
+    queue_name: str = _opt(None, "Storage queue the ingest function writes to.")
+    queue_connection_string: str | None = _opt(
+        None, "Storage connection string (or use queue_account_url with Azure identity).",
+        secret=True,
+    )
+    queue_account_url: str | None = _opt(
+        None, "https://ACCOUNT.queue.core.windows.net, authenticated with "
+        "DefaultAzureCredential (workload identity, managed identity, environment).",
+    )
+    blob_account_url: str | None = _opt(
+        None, "Blob endpoint for claim-check blobs; derived from queue_account_url if unset."
+    )
+    deadletter_queue_name: str = _opt("k8saudit-deadletter", "Queue poison messages move to.")
+    claimcheck_container: str = _opt(
+        "k8saudit-claims", "Blob container holding audit events too large for a message."
+    )
+    visibility_timeout_seconds: int = _opt(
+        300, "How long a received message stays invisible; extended while it is held.",
+        minimum=30,
+    )
+    max_messages_per_poll: int = _opt(32, "Messages fetched per receive call.", minimum=1,
+                                      maximum=32)
+
+
+@dataclass(frozen=True)
+class EventHubMode:
+    """Read the Event Hub directly, checkpointing in a blob container (Go plugin's mode)."""
+
+    keys: ClassVar[tuple[str, ...]] = ("event_hub_name",)
+    event_hub_name: str = _opt(None, "Event Hub the diagnostic settings stream to.")
+    event_hub_namespace_connection_string: str | None = _opt(
+        None, "Event Hubs namespace connection string (or use "
+        "event_hub_fully_qualified_namespace with Azure identity).", secret=True,
+    )
+    event_hub_fully_qualified_namespace: str | None = _opt(
+        None, "NAMESPACE.servicebus.windows.net, authenticated with DefaultAzureCredential."
+    )
+    consumer_group: str = _opt(
+        "$Default", "Consumer group; use a dedicated one (the Bicep creates 'falco') so the "
+        "Functions trigger and Falco do not steal each other's partitions.",
+    )
+    blob_storage_connection_string: str | None = _opt(
+        None, "Storage connection string for the checkpoint container.", secret=True
+    )
+    blob_storage_account_url: str | None = _opt(
+        None, "https://ACCOUNT.blob.core.windows.net for checkpoints, with Azure identity."
+    )
+    blob_storage_container_name: str = _opt(None, "Blob container holding checkpoints.")
+
+
+MODES: tuple[type, ...] = (QueueMode, EventHubMode)
+SECRET_KEYS = tuple(
+    f.name for cls in (Common, *MODES) for f in fields(cls) if f.metadata.get("secret")
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    common: Common
+    mode: QueueMode | EventHubMode | None
+
+
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "list[str]": "array"}
+
+
+def _json_type(f: dataclasses.Field) -> str:
+    return _JSON_TYPES[str(f.type).replace(" | None", "")]
+
+
+def _check(cls: type, raw: dict[str, Any], required: bool) -> Any:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in raw or raw[f.name] is None:
+            if required and f.default is None and "None" not in str(f.type):
+                raise ConfigError(f"init_config.{f.name} is required ({f.metadata['desc']})")
+            continue
+        value = raw[f.name]
+        kind = _json_type(f)
+        ok = {
+            "string": isinstance(value, str),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "array": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        }[kind]
+        if not ok:
+            shown = "<redacted>" if f.metadata.get("secret") else json.dumps(value)[:80]
+            raise ConfigError(f"init_config.{f.name} must be a {kind}, got {shown}")
+        if kind == "string" and not value:
+            raise ConfigError(f"init_config.{f.name} must not be empty")
+        low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(
+                f"init_config.{f.name} must be within [{low}, {high if high is not None else ''}]"
+                f", got {value}"
+            )
+        values[f.name] = value
+    return cls(**values)
+
+
+def parse_config(text: str) -> Config:
+    """Parse Falco's init_config string: empty means defaults (file replay only)."""
+    if not text.strip():
+        raw: dict[str, Any] = {}
+    else:
+        try:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"init_config is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("init_config must be a JSON object")
+    present = [m for m in MODES if any(k in raw for k in m.keys)]
+    if len(present) > 1:
+        raise ConfigError(
+            "init_config mixes modes: set either queue_name (Storage Queue) or event_hub_name "
+            "(Event Hub), not both"
+        )
+    mode = _check(present[0], raw, required=True) if present else None
+    if isinstance(mode, QueueMode) and not (mode.queue_connection_string or mode.queue_account_url):
+        raise ConfigError("init_config needs queue_connection_string or queue_account_url")
+    if isinstance(mode, EventHubMode):
+        if not (mode.event_hub_namespace_connection_string
+                or mode.event_hub_fully_qualified_namespace):
+            raise ConfigError("init_config needs event_hub_namespace_connection_string or "
+                              "event_hub_fully_qualified_namespace")
+        if not (mode.blob_storage_connection_string or mode.blob_storage_account_url):
+            raise ConfigError("init_config needs blob_storage_connection_string or "
+                              "blob_storage_account_url (checkpoints)")
+    return Config(common=_check(Common, raw, required=False), mode=mode)
+
+
+def init_schema() -> str:
+    """JSON schema of every key, with types, defaults and descriptions."""
+    props: dict[str, Any] = {}
+    for cls in (Common, *MODES):
+        for f in fields(cls):
+            prop: dict[str, Any] = {"type": _json_type(f), "description": f.metadata["desc"]}
+            if prop["type"] == "array":
+                prop["items"] = {"type": "string"}
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+                else f.default
+            if default is not None:
+                prop["default"] = default
+            for bound in ("minimum", "maximum"):
+                if bound in f.metadata:
+                    prop[bound] = f.metadata[bound]
+            props[f.name] = prop
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "title": "k8saudit-aks init_config",
+        "properties": props,
+        "additionalProperties": True,
+    }
+    return json.dumps(schema, sort_keys=False)

@@ -1,0 +1,88 @@
+"""Plugin identity, config and open-params dispatch; fields come from `extractor.fields`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import orjson
+
+from extractor import fields
+from plugin.k8saudit_aks.config import EventHubMode, QueueMode, parse_config
+from plugin.k8saudit_aks.config import init_schema as config_schema
+from plugin.k8saudit_aks.redact import redact
+from plugin.k8saudit_aks.sources.file import FileInstance
+from plugin.sdk import Instance, Plugin, PluginError
+
+FILE_SCHEME = "file://"
+
+
+class AuditExtractor:
+    """Each event is parsed once; every field function reads the parsed document."""
+
+    fields_json = fields.fields_json()
+
+    @staticmethod
+    def parse(data: bytes) -> object:
+        return orjson.loads(data)
+
+    @staticmethod
+    def compile(field_id: int, arg: int | str | None) -> Callable[[object], Sequence[str] | None]:
+        return fields.compile_field(field_id, arg)
+
+
+class K8sAuditAksPlugin(Plugin):
+    required_api_version = "3.0.0"
+    name = "k8saudit-aks"
+    description = (
+        "Read Kubernetes audit events of AKS clusters from an Azure Storage Queue filled by "
+        "the k8saudit-aks ingest function, from an Event Hub, or from files"
+    )
+    contact = "github.com/k8saudit-aks/k8saudit-aks"
+    version = "0.7.0"
+    id = 21
+    event_source = "k8s_audit"
+    extract_event_sources: ClassVar[Sequence[str]] = ("k8s_audit",)
+    init_schema = config_schema()
+    extractor = AuditExtractor()
+
+    def __init__(self, config: str) -> None:
+        super().__init__(config)
+        self.settings = parse_config(config)
+
+    @classmethod
+    def redact(cls, message: str) -> str:
+        return redact(message)
+
+    def open(self, params: str) -> Instance:
+        params = params.strip()
+        common, mode = self.settings.common, self.settings.mode
+        if params.startswith(FILE_SCHEME):
+            return FileInstance(Path(params[len(FILE_SCHEME):]), common)
+        if params and Path(params).exists():
+            return FileInstance(Path(params), common)
+        cluster = params or None  # the Go plugin's open params: a cluster name
+        if isinstance(mode, QueueMode):
+            from plugin.k8saudit_aks.sources.queue import QueueInstance
+
+            return QueueInstance(mode, common, cluster)
+        if isinstance(mode, EventHubMode):
+            from plugin.k8saudit_aks.sources.eventhub import EventHubInstance
+
+            return EventHubInstance(mode, common, cluster)
+        raise PluginError(
+            f"open params {params!r} is not a file or directory, and init_config names no "
+            "queue (queue_name) or Event Hub (event_hub_name) to read"
+        )
+
+    def list_open_params(self) -> str:
+        return json.dumps([
+            {"value": "", "desc": "Read the queue or Event Hub named in init_config"},
+            {"value": "my-cluster", "desc": "Same, with this cluster name for events whose "
+                                            "record carries no AKS resourceId"},
+            {"value": "file:///var/log/k8s-audit.jsonl",
+             "desc": "Replay audit events, Event Hub bodies or storage archives from a file "
+                     "or directory (a bare path works too)"},
+        ])
