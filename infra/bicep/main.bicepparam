@@ -1,0 +1,48 @@
+using 'main.bicep'
+
+// Required --------------------------------------------------------------------------------
+
+// Clusters to audit: names in the deployment's resource group, or full resource IDs.
+param aksClusters = [
+  'my-aks'
+  // '/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerService/managedClusters/<name>'
+]
+
+// az aks show -g <rg> -n my-aks --query oidcIssuerProfile.issuerUrl -o tsv
+param oidcIssuerUrl = 'https://<region>.oic.prod-aks.azure.com/<tenant-id>/<guid>/'
+
+// Optional (defaults shown) ---------------------------------------------------------------
+
+// Must equal the clusters' region (diagnostic settings stream within a region only).
+// param location = '<resource group location>'
+// param namePrefix = 'k8saudit'                  // 3-11 chars, part of every resource name
+// param tags = {}
+
+// Diagnostic categories: 'kube-audit-admin' (writes), 'kube-audit' (also reads, superset of
+// kube-audit-admin: pick one of the two), 'guard'.
+// param auditCategories = ['kube-audit-admin']
+// param diagnosticSettingName = 'k8saudit-to-eventhub'
+
+// Event Hubs Standard
+// param eventHubCapacity = 1                     // throughput units, 1-40
+// param eventHubPartitionCount = 4               // 1-32, fixed after creation
+// param eventHubRetentionDays = 1                // 1-7
+// param diagnosticsRuleRights = ['Send']         // add 'Listen', 'Manage' only if Azure Monitor refuses Send
+
+// Queue, dead-letter queue and claim-check container names (the function and Falco read them)
+// param queueName = 'k8saudit'
+// param deadLetterQueueName = 'k8saudit-deadletter'
+// param claimCheckContainer = 'k8saudit-claims'
+// param claimRetentionDays = 8                   // lifecycle delete of orphaned claim blobs
+
+// Function (Flex Consumption)
+// param rateLimitEventsPerSecond = 1000
+// param rateLimitBurst = 2000
+// param maximumInstanceCount = 40                // 1-1000
+// param instanceMemoryMB = 2048                  // 512, 2048 or 4096
+// param enableHostDiagnosticEvents = false       // true adds Table Data Contributor on host storage
+// param logRetentionDays = 30                    // Log Analytics, 30-730
+
+// Falco workload identity (federated credential subject system:serviceaccount:<ns>:<sa>)
+// param falcoNamespace = 'falco'
+// param falcoServiceAccount = 'falco'

@@ -1,0 +1,173 @@
+// Every role assignment of the pipeline, one per need, each at the narrowest scope.
+param functionPrincipalId string
+param falcoPrincipalId string
+param eventHubNamespaceName string
+param eventHubName string
+param hostStorageName string
+param dataStorageName string
+param queueName string
+param deadLetterQueueName string
+param claimCheckContainer string
+param appInsightsName string
+
+@description('Grant Table Data Contributor on host storage so the Functions host can persist diagnostic events.')
+param enableHostDiagnosticEvents bool
+
+// Azure built-in role definition IDs (learn.microsoft.com: Azure built-in roles).
+var eventHubsDataReceiver = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+var queueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+var queueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
+var blobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var blobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var tableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubNamespaceName
+  resource hub 'eventhubs' existing = {
+    name: eventHubName
+  }
+}
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageName
+}
+
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: dataStorageName
+  resource queueService 'queueServices' existing = {
+    name: 'default'
+    resource queue 'queues' existing = {
+      name: queueName
+    }
+    resource deadLetterQueue 'queues' existing = {
+      name: deadLetterQueueName
+    }
+  }
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+    resource claims 'containers' existing = {
+      name: claimCheckContainer
+    }
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+// ---- Function identity -------------------------------------------------------------------
+
+// Read audit records from the hub (the trigger's identity connection EVENTHUB__*).
+resource functionEventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventHubNamespace::hub.id, functionPrincipalId, eventHubsDataReceiver)
+  scope: eventHubNamespace::hub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiver)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Put packed audit events on the queue.
+resource functionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::queueService::queue.id, functionPrincipalId, queueDataMessageSender)
+  scope: dataStorage::queueService::queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Park records the function cannot deliver.
+resource functionDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::queueService::deadLetterQueue.id, functionPrincipalId, queueDataMessageSender)
+  scope: dataStorage::queueService::deadLetterQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Write claim-check blobs for events too large for a 64 KiB queue message.
+resource functionClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::blobService::claims.id, functionPrincipalId, blobDataContributor)
+  scope: dataStorage::blobService::claims
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Functions host on its own account: leases, Event Hubs checkpoints, key store, and the Flex
+// deployment package all live in blobs, and the host creates its containers, so it needs
+// Blob Data Owner at account scope. No queue role: only the blob trigger uses host queues.
+resource functionHostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, functionPrincipalId, blobDataOwner)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataOwner)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Optional: the host persists diagnostic events (shown in the portal) in host tables.
+resource functionHostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableHostDiagnosticEvents) {
+  name: guid(hostStorage.id, functionPrincipalId, tableDataContributor)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', tableDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Application Insights has local auth off: telemetry is accepted only with an Entra token.
+resource functionMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, functionPrincipalId, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- Falco identity ----------------------------------------------------------------------
+
+// Receive and delete messages (competing consumer); cannot send or manage the queue.
+resource falcoQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::queueService::queue.id, falcoPrincipalId, queueDataMessageProcessor)
+  scope: dataStorage::queueService::queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageProcessor)
+    principalId: falcoPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Move poison messages to the dead-letter queue.
+resource falcoDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::queueService::deadLetterQueue.id, falcoPrincipalId, queueDataMessageSender)
+  scope: dataStorage::queueService::deadLetterQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
+    principalId: falcoPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Read claim-check blobs and delete them once their message is done (Reader cannot delete).
+resource falcoClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage::blobService::claims.id, falcoPrincipalId, blobDataContributor)
+  scope: dataStorage::blobService::claims
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributor)
+    principalId: falcoPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
