@@ -1,0 +1,46 @@
+"""Azure Storage clients from either a connection string or an account URL + identity.
+
+Identity (`DefaultAzureCredential`: AKS workload identity, managed identity, environment
+credentials) is the production path; connection strings serve Azurite and the Go plugin's
+configuration. Every client uses text messages with no encoding policy: the wire format
+(extractor.message) is already base64 text, so its size check is exact.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+
+@cache
+def default_credential() -> Any:
+    """One credential per process: it caches tokens, so share it between clients."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def blob_url_from_queue_url(queue_account_url: str) -> str:
+    """https://acct.queue.core.windows.net -> https://acct.blob.core.windows.net."""
+    return queue_account_url.replace(".queue.", ".blob.", 1)
+
+
+def queue_client(name: str, *, connection_string: str | None = None,
+                 account_url: str | None = None) -> QueueClient:
+    if connection_string:
+        return QueueClient.from_connection_string(connection_string, name)
+    if not account_url:
+        raise ValueError("a queue needs a connection string or an account URL")
+    return QueueClient(account_url, name, credential=default_credential())
+
+
+def container_client(name: str, *, connection_string: str | None = None,
+                     account_url: str | None = None) -> ContainerClient:
+    if connection_string:
+        return ContainerClient.from_connection_string(connection_string, name)
+    if not account_url:
+        raise ValueError("a blob container needs a connection string or an account URL")
+    return ContainerClient(account_url, name, credential=default_credential())
