@@ -1,0 +1,331 @@
+"""Queue wire format, version 1: many audit events per Azure Storage Queue message.
+
+Written by the ingest Function, read by the Falco plugin. Pure: callers do the queue and
+blob I/O. Layout, limits and the claim-check lifecycle: ``docs/queue-message-format.md``.
+
+Message text = base64(frame); frame = header JSON, ``\\n``, zlib(payload) (no body when the
+payload went to a claim-check blob); payload = one line per event: metadata JSON
+``[timestamp_ns, auditID, stage, cluster]``, tab, compact event JSON, ``\\n``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import itertools
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from extractor.envelope import AuditEvent
+
+VERSION = 1
+DEFAULT_MAX_MESSAGE_CHARS = 64 * 1024
+DEFAULT_MAX_INFLATED = 16 * 1024 * 1024
+DEFAULT_LEVEL = 1
+
+# Frame bytes kept for the header (138 at most) and for zlib's final block + checksum after
+# a sync flush (about 10); raw bytes fed between size checks at most.
+_HEADER_RESERVE = 160
+_FINISH_RESERVE = 16
+_MAX_UNCHECKED = 32 * 1024
+
+
+class PoisonReason(StrEnum):
+    """Why a message cannot be read; the caller dead-letters it."""
+
+    BAD_BASE64 = "bad_base64"
+    BAD_HEADER = "bad_header"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_LARGE = "too_large"
+    BAD_COMPRESSION = "bad_compression"
+    DIGEST_MISMATCH = "digest_mismatch"
+    COUNT_MISMATCH = "count_mismatch"
+    BAD_INDEX = "bad_index"
+
+
+class PoisonMessage(Exception):
+    """A message (or claim-check blob) that no retry will make readable."""
+
+    def __init__(self, reason: PoisonReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits shared by writer and reader.
+
+    ``max_message_chars``: queue message text after base64 (Azure: 64 KiB).
+    ``max_inflated``: largest payload a reader inflates (compression-bomb bound).
+    """
+
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    max_inflated: int = DEFAULT_MAX_INFLATED
+
+    def __post_init__(self) -> None:
+        if self.max_frame_bytes <= _HEADER_RESERVE + _FINISH_RESERVE or self.max_inflated < 1:
+            raise ValueError(f"limits too small: {self}")
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest frame whose base64 text fits ``max_message_chars``."""
+        return self.max_message_chars // 4 * 3
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """Queue message text to send as-is; with ``blob`` = (name, bytes) to upload first."""
+
+    text: str
+    message_id: str
+    count: int
+    blob: tuple[str, bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """Claim check: container-relative blob name, sha256 (hex) of the uncompressed payload,
+    event count."""
+
+    name: str
+    sha256: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """A read message: ``events`` inline, or ``blob`` to fetch and pass to unpack_blob."""
+
+    message_id: str
+    count: int
+    events: list[AuditEvent] | None
+    blob: BlobRef | None
+
+
+def pack(
+    events: Sequence[AuditEvent], *, limits: Limits = DEFAULT_LIMITS, level: int = DEFAULT_LEVEL
+) -> list[OutgoingMessage]:
+    """Pack events, in order, into few messages; one compression pass over the data.
+
+    An event that does not fit a message alone goes to a claim-check blob. zlib ``level``
+    1 by default: the Function pays CPU per event, while the queue bills per message and
+    level 1 already packs hundreds of events per message.
+    Raises ValueError for an event whose data holds a newline (the payload is line-framed)
+    or whose line alone exceeds ``limits.max_inflated`` (no reader would accept it).
+    """
+    lines = [_line(event, limits) for event in events]
+    messages: list[OutgoingMessage] = []
+    start = 0
+    while start < len(lines):
+        count, message = _next_message(lines, start, limits, level)
+        messages.append(message)
+        start += count
+    return messages
+
+
+def _line(event: AuditEvent, limits: Limits) -> bytes:
+    if b"\n" in event.data:
+        raise ValueError(f"event {event.audit_id!r}: data contains a newline")
+    meta = orjson.dumps((event.timestamp_ns, event.audit_id, event.stage, event.cluster))
+    line = b"".join((meta, b"\t", event.data, b"\n"))
+    if len(line) > limits.max_inflated:
+        raise ValueError(f"event {event.audit_id!r}: exceeds max_inflated")
+    return line
+
+
+def _next_message(
+    lines: list[bytes], start: int, limits: Limits, level: int
+) -> tuple[int, OutgoingMessage]:
+    """The message for the longest run of lines from ``start`` that fits."""
+    builder = _Builder(level, limits.max_frame_bytes - _HEADER_RESERVE)
+    for line in itertools.islice(lines, start, None):
+        if builder.count and builder.raw + len(line) > limits.max_inflated:
+            break
+        builder.add(line)
+        if builder.needs_check() and not builder.check():
+            break
+    body, count = builder.finish()
+    if count == 0:
+        return 1, _claim_check(lines[start], level)
+    payload = b"".join(lines[start : start + count])
+    header = _header(count, payload)
+    return count, OutgoingMessage(_text(header, body), header["id"], count)
+
+
+class _Builder:
+    """Streams lines into one zlib body. Every check sync-flushes to learn the exact
+    compressed size and keeps a copy of the compressor, so an overflow rolls back to the
+    last check instead of compressing the run again."""
+
+    def __init__(self, level: int, budget: int) -> None:
+        self.budget = budget
+        self.compressor = zlib.compressobj(level)
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.raw = 0
+        self.count = 0
+        self.unchecked = 0
+        self.saved = (self.compressor.copy(), 0, 0)
+
+    def add(self, line: bytes) -> None:
+        self._emit(self.compressor.compress(line))
+        self.raw += len(line)
+        self.unchecked += len(line)
+        self.count += 1
+
+    def needs_check(self) -> bool:
+        """After the first line (so a lone fitting event is never claim-checked), then
+        whenever the unchecked bytes could fill half the room left at the ratio so far."""
+        if self.count == 1:
+            return True
+        ratio = self.raw / max(self.size, 1)
+        room = self.budget - _FINISH_RESERVE - self.size
+        return self.unchecked >= min(_MAX_UNCHECKED, room * ratio / 2)
+
+    def check(self) -> bool:
+        """Sync-flush; True (and a new rollback point) when all lines so far still fit."""
+        self._emit(self.compressor.flush(zlib.Z_SYNC_FLUSH))
+        self.unchecked = 0
+        if self.size + _FINISH_RESERVE > self.budget:
+            return False
+        self.saved = (self.compressor.copy(), len(self.parts), self.count)
+        return True
+
+    def _emit(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> tuple[bytes, int]:
+        """Body and line count: all lines when they fit, else up to the last check."""
+        tail = self.compressor.flush()
+        if self.size + len(tail) <= self.budget:
+            return b"".join(self.parts) + tail, self.count
+        compressor, parts, count = self.saved
+        return b"".join(self.parts[:parts]) + compressor.flush(), count
+
+
+def _header(count: int, payload: bytes) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "id": uuid.uuid4().hex,
+        "n": count,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+
+
+def _text(header: dict[str, Any], body: bytes) -> str:
+    frame = orjson.dumps(header) + b"\n" + body if body else orjson.dumps(header)
+    return base64.b64encode(frame).decode("ascii")
+
+
+def _claim_check(line: bytes, level: int) -> OutgoingMessage:
+    header = _header(1, line)
+    name = f"v{VERSION}/{header['id']}.zlib"
+    header["blob"] = name
+    return OutgoingMessage(_text(header, b""), header["id"], 1, (name, zlib.compress(line, level)))
+
+
+def unpack(text: str, *, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
+    """Read one message; raises PoisonMessage when it can never be read."""
+    try:
+        frame = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PoisonMessage(PoisonReason.BAD_BASE64, str(exc)) from None
+    head, _, body = frame.partition(b"\n")
+    message_id, count, digest, blob = _parse_header(head)
+    if blob is not None:
+        if body:
+            raise PoisonMessage(PoisonReason.BAD_HEADER, "claim check with an inline body")
+        return Unpacked(message_id, count, None, BlobRef(blob, digest, count))
+    return Unpacked(message_id, count, _decode(body, digest, count, limits), None)
+
+
+def unpack_blob(ref: BlobRef, data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> list[AuditEvent]:
+    """Events of a fetched claim-check blob; raises PoisonMessage like unpack."""
+    return _decode(data, ref.sha256, ref.count, limits)
+
+
+def _parse_header(head: bytes) -> tuple[str, int, str, str | None]:
+    try:
+        header = orjson.loads(head)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(PoisonReason.BAD_HEADER, str(exc)) from None
+    if not isinstance(header, dict):
+        raise PoisonMessage(PoisonReason.BAD_HEADER, "header is not an object")
+    if header.get("v") != VERSION:
+        raise PoisonMessage(PoisonReason.UNSUPPORTED_VERSION, f"version {header.get('v')!r}")
+    message_id, count = header.get("id"), header.get("n")
+    digest, blob = header.get("sha256"), header.get("blob")
+    if not (
+        isinstance(message_id, str)
+        and type(count) is int
+        and count > 0
+        and isinstance(digest, str)
+        and (blob is None or isinstance(blob, str))
+    ):
+        raise PoisonMessage(PoisonReason.BAD_HEADER, "missing or mistyped field")
+    return message_id, count, digest, blob
+
+
+def _decode(body: bytes, digest: str, count: int, limits: Limits) -> list[AuditEvent]:
+    payload = _inflate(body, limits.max_inflated)
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise PoisonMessage(PoisonReason.DIGEST_MISMATCH, "payload sha256 differs from header")
+    lines = payload.split(b"\n")
+    if lines.pop() or len(lines) != count:
+        raise PoisonMessage(PoisonReason.COUNT_MISMATCH, f"header {count}, payload {len(lines)}")
+    metas, datas = [], []
+    for line in lines:
+        meta, tab, data = line.partition(b"\t")
+        if not tab:
+            raise PoisonMessage(PoisonReason.BAD_INDEX, "line without metadata")
+        metas.append(meta)
+        datas.append(data)
+    try:
+        index = orjson.loads(b"[" + b",".join(metas) + b"]")
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(PoisonReason.BAD_INDEX, str(exc)) from None
+    if len(index) != count:
+        raise PoisonMessage(PoisonReason.BAD_INDEX, "metadata is not one array per line")
+    return [_event(entry, data) for entry, data in zip(index, datas, strict=True)]
+
+
+def _inflate(body: bytes, limit: int) -> bytes:
+    """zlib-inflate at most ``limit`` bytes: a bomb stops at the limit instead of eating
+    the reader's memory."""
+    inflater = zlib.decompressobj()
+    try:
+        payload = inflater.decompress(body, limit)
+    except zlib.error as exc:
+        raise PoisonMessage(PoisonReason.BAD_COMPRESSION, str(exc)) from None
+    if inflater.unconsumed_tail or (not inflater.eof and len(payload) >= limit):
+        raise PoisonMessage(PoisonReason.TOO_LARGE, f"inflates beyond {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise PoisonMessage(PoisonReason.BAD_COMPRESSION, "truncated or trailing data")
+    return payload
+
+
+def _event(entry: Any, data: bytes) -> AuditEvent:
+    try:
+        timestamp_ns, audit_id, stage, cluster = entry
+    except (TypeError, ValueError):
+        raise PoisonMessage(PoisonReason.BAD_INDEX, f"entry {entry!r}") from None
+    if not (
+        type(timestamp_ns) is int
+        and isinstance(audit_id, str)
+        and isinstance(stage, str)
+        and (cluster is None or isinstance(cluster, str))
+    ):
+        raise PoisonMessage(PoisonReason.BAD_INDEX, f"entry {entry!r}")
+    return AuditEvent(data, timestamp_ns, audit_id, stage, cluster)
