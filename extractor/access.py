@@ -1,0 +1,232 @@
+"""Shape helpers that reproduce how the Go `k8saudit` plugin reads an audit event.
+
+Upstream walks a fastjson tree; these helpers walk the same event parsed into plain Python
+values (dict/list/str/int/float/bool/None) and keep its rules: a missing value is "nil"
+(`MISSING` here), JSON `null` is a real value, every non-string value is rendered as JSON
+text. Helpers are named after their upstream counterparts so both can be read side by side.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from json.encoder import encode_basestring  # C-accelerated; escapes like Go >= 1.22
+
+MISSING: object = type("Missing", (), {"__repr__": lambda _self: "MISSING"})()
+"""A value that is not in the event: fastjson's nil `*Value`."""
+
+
+class ExtractError(Exception):
+    """The field cannot be extracted: upstream returns SS_PLUGIN_FAILURE (rc 1)."""
+
+
+def arg_index_filter(arg: int | str | None) -> int | None:
+    """Upstream's `argIndexFilter`: any present argument filters arrays by its index.
+
+    A key argument has index 0 in the plugin API, so key-taking fields that share this
+    helper (`ka.req.volume.hostpath`) only look at the first element of every array.
+    """
+    if arg is None:
+        return None
+    return arg if isinstance(arg, int) else 0
+
+
+def values_recursive(value: object, index: int | None, keys: tuple[str, ...]) -> list | None:
+    """Upstream's `getValuesRecursive`: follow `keys`, fanning out over every array met.
+
+    Returns None when the path is not available. Without an index, each array element
+    contributes its own values, and `MISSING` when the rest of the path is absent under it;
+    with an index, every array on the path is replaced by its index-th element. An empty
+    key stands for "the value itself", which lets a path end by fanning out an array.
+    """
+    for i, key in enumerate(keys):
+        if value.__class__ is list:
+            if index is None:
+                rest = keys[i:]
+                found: list = []
+                try:
+                    for element in value:
+                        sub = values_recursive(element, None, rest)
+                        if sub is None:
+                            found.append(MISSING)
+                        else:
+                            found += sub
+                except RecursionError:
+                    raise ExtractError("JSON nested too deeply") from None
+                return found
+            if index >= len(value):
+                return None
+            value = value[index]
+        if key:
+            if value.__class__ is not dict:
+                return None
+            value = value.get(key, MISSING)
+            if value is MISSING:
+                return None
+    return [value]
+
+
+def to_string(value: object) -> str:
+    """Upstream's `jsonValueAsString`: strings as they are, anything else as JSON text."""
+    if value.__class__ is str:
+        return value  # type: ignore[return-value]
+    return marshal(value)
+
+
+def strings_skip_nil(values: list) -> list[str]:
+    """Upstream's `arrayAsStringsSkipNil`."""
+    return [v if v.__class__ is str else marshal(v) for v in values if v is not MISSING]
+
+
+def strings_strict(values: list) -> list[str]:
+    """Upstream's `arrayAsStrings`: a nil value is a wrong-type failure."""
+    if MISSING in values:
+        raise ExtractError("wrong type conversion")
+    return [v if v.__class__ is str else marshal(v) for v in values]
+
+
+# --- JSON text -------------------------------------------------------------------------
+# fastjson re-emits the event's own bytes for objects, arrays and numbers. Audit events
+# are written by the API server with Go's encoding/json, so rendering parsed values the way
+# encoding/json writes them reproduces those bytes: compact, keys in document order,
+# non-ASCII left as is, HTML-sensitive characters and U+2028/U+2029 as \u escapes.
+
+_HTML_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def quote(text: str) -> str:
+    """A JSON string literal as Go's encoding/json writes it."""
+    out = encode_basestring(text)
+    if (
+        "<" in out
+        or ">" in out
+        or "&" in out
+        or (not out.isascii() and ("\u2028" in out or "\u2029" in out))
+    ):
+        out = out.translate(_HTML_SAFE)
+    return out
+
+
+def go_float(number: float) -> str:
+    """A float as encoding/json writes it: shortest digits, exponent only outside [1e-6, 1e21)."""
+    text = repr(number)
+    magnitude = abs(number)
+    if magnitude and (magnitude < 1e-6 or magnitude >= 1e21):
+        mantissa, exponent = text.split("e")
+        if exponent.startswith("-0"):
+            exponent = "-" + exponent[2:]
+        return f"{mantissa}e{exponent}"
+    text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def marshal(value: object) -> str:
+    """Compact JSON text of a parsed value (fastjson's `MarshalTo` over Go-written input)."""
+    cls = value.__class__
+    if cls is str:
+        return quote(value)  # type: ignore[arg-type]
+    if cls is dict or cls is list:
+        try:
+            if cls is dict:
+                items = value.items()  # type: ignore[attr-defined]
+                return "{" + ",".join([quote(k) + ":" + marshal(v) for k, v in items]) + "}"
+            return "[" + ",".join([marshal(v) for v in value]) + "]"  # type: ignore[attr-defined]
+        except RecursionError:
+            raise ExtractError("JSON nested too deeply") from None
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if cls is float:
+        return go_float(value)  # type: ignore[arg-type]
+    return str(value)
+
+
+# --- ka.uri.param ------------------------------------------------------------------------
+# Upstream runs Go's url.Parse on the request URI, then url.ParseQuery on its raw query,
+# and fails the field on any error either returns. These helpers keep the checks of those
+# two functions that an HTTP request target can trip.
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SCHEME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SCHEME_REST = _SCHEME_FIRST | frozenset("0123456789+-.")
+
+
+def _has_control(text: str) -> bool:
+    return not text.isprintable() and any(c < " " or c == "\x7f" for c in text)
+
+
+def _unescape(text: str, plus_is_space: bool) -> str:
+    """Go's `unescape`: %XX decoding, failing on a malformed escape."""
+    if "%" not in text:
+        return text.replace("+", " ") if plus_is_space else text
+    if _BAD_ESCAPE.search(text):
+        raise ExtractError(f"invalid URL escape in {text!r}")
+    raw = text.encode()
+    if plus_is_space:
+        raw = raw.replace(b"+", b" ")
+    out = bytearray()
+    parts = raw.split(b"%")
+    out += parts[0]
+    for part in parts[1:]:
+        out.append(int(part[:2], 16))
+        out += part[2:]
+    return out.decode("utf-8", "replace")
+
+
+def _raw_query(uri: str) -> str:
+    """The raw query of `uri` as Go's url.Parse finds it; raises where Parse fails."""
+    uri, has_fragment, fragment = uri.partition("#")
+    if has_fragment and "%" in fragment:
+        _unescape(fragment, plus_is_space=False)
+    if _has_control(uri):
+        raise ExtractError("invalid control character in URL")
+    if uri == "*":
+        return ""
+    rest, scheme = uri, False
+    if uri[:1] in _SCHEME_FIRST:
+        for i, char in enumerate(uri):
+            if char == ":":
+                rest, scheme = uri[i + 1 :], True
+                break
+            if char not in _SCHEME_REST:
+                break
+    elif uri[:1] == ":":
+        raise ExtractError("missing protocol scheme")
+    if rest.endswith("?") and rest.count("?") == 1:
+        rest, query = rest[:-1], ""
+    else:
+        rest, _, query = rest.partition("?")
+    if not rest.startswith("/"):
+        if scheme:
+            return query  # opaque URL: the rest is not checked
+        if ":" in rest.partition("/")[0]:
+            raise ExtractError("first path segment in URL cannot contain colon")
+    if rest.startswith("//") and (scheme or not rest.startswith("///")):
+        rest = rest[2:].partition("/")[2]  # authority: not checked (never in a request URI)
+    if "%" in rest:
+        _unescape(rest, plus_is_space=False)
+    return query
+
+
+def query_param(uri: str, name: str) -> str | None:
+    """First value of query parameter `name` in `uri` (Go url.Parse + url.ParseQuery)."""
+    query = _raw_query(uri)
+    if not query:
+        return None
+    if ";" in query:
+        raise ExtractError("invalid semicolon separator in query")
+    found = None
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        key, _, val = pair.partition("=")
+        key = _unescape(key, plus_is_space=True)
+        val = _unescape(val, plus_is_space=True)
+        if found is None and key == name:
+            found = val
+    return found

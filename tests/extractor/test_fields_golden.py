@@ -1,0 +1,138 @@
+"""`extractor.fields` against what the Go k8saudit 0.18.0 plugin returned for the same events.
+
+Every golden value is checked: None for "no value" (and for upstream crashes), the list of
+strings, or `ExtractError` for upstream failures (rc 1). The only differences allowed are
+`ka.sourceips` (fixed on purpose, checked against its own expectation) and `NAMED`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import orjson
+import pytest
+
+from extractor.fields import FIELDS, ExtractError, compile_field, fields_json, markdown_table
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+GOLDEN = FIXTURES / "golden"
+SOURCES = ("falco-traces", "generated")
+FIELD_IDS = {f.name: i for i, f in enumerate(FIELDS)}
+
+_ESCAPED_SOURCE = (
+    "the event text escapes a non-ASCII character (\\u00fc); upstream echoes the source "
+    "bytes of objects, a parsed value no longer tells how its text was escaped, and we "
+    "render non-ASCII as Go's encoding/json (the API server) writes it: unescaped"
+)
+NAMED: dict[tuple[str, int, str], str] = {
+    ("generated", 199, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
+    ("generated", 345, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
+    ("generated", 686, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
+    ("generated", 766, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
+}
+
+
+def parse_key(key: str) -> tuple[int, int | str | None]:
+    """`name` or `name[arg]` -> (field id, arg): digits are an index, anything else a key."""
+    name, bracket, arg = key.partition("[")
+    if not bracket:
+        return FIELD_IDS[name], None
+    arg = arg[:-1]
+    return FIELD_IDS[name], int(arg) if arg.isdigit() else arg
+
+
+@cache
+def extractor(key: str):
+    return compile_field(*parse_key(key))
+
+
+def load(source: str) -> list[tuple[int, bytes, dict]]:
+    lines = (FIXTURES / "audit-events" / f"{source}.jsonl").read_bytes().split(b"\n")
+    events = [line for line in lines if line.strip()]
+    golden = (GOLDEN / f"{source}.k8saudit-0.18.0.jsonl").read_text().splitlines()
+    return [
+        (record["evtnum"], events[record["evtnum"] - 1], record["values"])
+        for record in map(json.loads, golden)
+    ]
+
+
+def run(key: str, event: object) -> object:
+    """Our result in the golden file's notation."""
+    try:
+        return extractor(key)(event)
+    except ExtractError:
+        return {"rc": 1}
+
+
+def expected(key: str, event: object, golden: object) -> object:
+    if key.startswith("ka.sourceips"):
+        return expected_source_ips(parse_key(key)[1], event)
+    if isinstance(golden, dict) and golden.get("crash"):
+        return None
+    return golden
+
+
+def expected_source_ips(index: int | None, event: dict) -> list[str] | None:
+    """Our deliberate `ka.sourceips`: the top-level `sourceIPs` array, elements as JSON text."""
+    ips = event.get("sourceIPs")
+    if not isinstance(ips, list):
+        return None
+    texts = [ip if isinstance(ip, str) else orjson.dumps(ip).decode() for ip in ips]
+    if index is not None:
+        texts = texts[index : index + 1]
+    return texts or None
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_matches_golden(source: str) -> None:
+    mismatches, named_seen, checked = [], set(), 0
+    for evtnum, line, values in load(source):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # not JSON: the caller's parser fails the call, as upstream does for every field
+            assert all(v == {"rc": 1} for v in values.values())
+            continue
+        for key, golden in values.items():
+            checked += 1
+            got, want = run(key, event), expected(key, event, golden)
+            if got == want:
+                continue
+            if (source, evtnum, key) in NAMED:
+                named_seen.add((source, evtnum, key))
+                continue
+            mismatches.append((evtnum, key, want, got))
+    assert checked > 10_000
+    assert mismatches == []
+    assert named_seen == {k for k in NAMED if k[0] == source}, "stale named exception"
+
+
+def test_sourceips_reads_top_level_addresses() -> None:
+    event = {"auditID": "a", "sourceIPs": ["10.0.0.1", "::1"], "requestObject": {}}
+    ips = FIELD_IDS["ka.sourceips"]
+    assert compile_field(ips, None)(event) == ["10.0.0.1", "::1"]
+    assert compile_field(ips, 1)(event) == ["::1"]
+    assert compile_field(ips, 2)(event) is None
+
+
+def test_fields_json_is_upstream_field_list() -> None:
+    info = json.loads((GOLDEN / "k8saudit-0.18.0.plugin-info.json").read_text())
+    assert json.loads(fields_json()) == info["fields"]
+
+
+def test_docs_table_is_up_to_date() -> None:
+    docs = (ROOT / "docs" / "fields.md").read_text()
+    assert markdown_table() in docs, "run: python -m extractor.fields --markdown docs/fields.md"
+    printed = subprocess.run(
+        [sys.executable, "-m", "extractor.fields", "--markdown"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == markdown_table()
