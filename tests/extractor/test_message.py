@@ -1,0 +1,234 @@
+"""Queue wire format v1: round trips, size limits, claim checks and poison messages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extractor.envelope import AuditEvent, parse_documents, split_documents
+from extractor.message import (
+    DEFAULT_LIMITS,
+    BlobRef,
+    Limits,
+    PoisonMessage,
+    PoisonReason,
+    pack,
+    unpack,
+    unpack_blob,
+)
+
+GENERATED = Path(__file__).resolve().parents[3] / "shared/fixtures/audit-events/generated.jsonl"
+
+
+@pytest.fixture(scope="module")
+def generated() -> list[AuditEvent]:
+    documents = split_documents(GENERATED.read_bytes())
+    return parse_documents(documents, fallback_cluster="gen").events
+
+
+def read_all(messages: list[Any], limits: Limits = DEFAULT_LIMITS) -> list[AuditEvent]:
+    """What a reader delivers: inline events, or the claim-check blob's."""
+    events: list[AuditEvent] = []
+    for message in messages:
+        unpacked = unpack(message.text, limits=limits)
+        assert unpacked.message_id == message.message_id
+        assert unpacked.count == message.count
+        if unpacked.blob is None:
+            assert unpacked.events is not None
+            events += unpacked.events
+        else:
+            assert message.blob is not None and message.blob[0] == unpacked.blob.name
+            events += unpack_blob(unpacked.blob, message.blob[1], limits=limits)
+    return events
+
+
+def event(data: bytes = b'{"kind":"Event"}', audit_id: str = "a") -> AuditEvent:
+    return AuditEvent(data, 1, audit_id, "ResponseComplete", "c")
+
+
+def incompressible(size: int) -> AuditEvent:
+    return event(orjson.dumps({"kind": "Event", "blob": os.urandom(size).hex()}))
+
+
+# --- round trips and density ----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "limits",
+    [DEFAULT_LIMITS, Limits(max_message_chars=4096), Limits(max_inflated=64 * 1024)],
+    ids=["default", "4 KiB messages", "64 KiB inflated"],
+)
+def test_generated_round_trip_within_limits(generated: list[AuditEvent], limits: Limits) -> None:
+    messages = pack(generated, limits=limits)
+    assert all(len(m.text) <= limits.max_message_chars for m in messages)
+    back = read_all(messages, limits)
+    assert Counter(back) == Counter(generated)
+    assert back == generated  # order is kept too
+
+
+def test_generated_packs_at_least_50_events_per_message(generated: list[AuditEvent]) -> None:
+    messages = pack(generated)
+    assert len(generated) / len(messages) >= 50
+    assert all(m.blob is None for m in messages)
+
+
+def test_pack_nothing() -> None:
+    assert pack([]) == []
+
+
+# --- claim check ----------------------------------------------------------------------------
+
+def test_event_too_big_for_a_message_goes_to_a_blob() -> None:
+    small, big = event(audit_id="s"), incompressible(60_000)
+    messages = pack([small, big, small])
+    assert [(m.count, m.blob is not None) for m in messages] == [(1, False), (1, True), (1, False)]
+    claim = messages[1]
+    assert claim.blob is not None
+    name, data = claim.blob
+    assert name == f"v1/{claim.message_id}.zlib"
+    unpacked = unpack(claim.text)
+    assert unpacked.events is None
+    assert unpacked.blob == BlobRef(name, unpacked.blob.sha256, 1)  # type: ignore[union-attr]
+    assert unpack_blob(unpacked.blob, data) == [big]  # type: ignore[arg-type]
+
+
+def test_tampered_blob_is_poison() -> None:
+    (claim,) = pack([incompressible(60_000)])
+    ref = unpack(claim.text).blob
+    assert ref is not None
+    other = zlib.compress(b"[1,\"a\",\"b\",null]\t{}\n")
+    with pytest.raises(PoisonMessage) as caught:
+        unpack_blob(ref, other)
+    assert caught.value.reason is PoisonReason.DIGEST_MISMATCH
+
+
+@pytest.mark.parametrize(
+    ("events", "limits", "match"),
+    [
+        ([event(b'{"a":\n1}')], DEFAULT_LIMITS, "newline"),
+        ([incompressible(2000)], Limits(max_inflated=1000), "max_inflated"),
+    ],
+)
+def test_pack_rejects_unframeable_events(
+    events: list[AuditEvent], limits: Limits, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        pack(events, limits=limits)
+
+
+def test_limits_must_leave_room_for_a_header() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        Limits(max_message_chars=200)
+
+
+# --- poison ---------------------------------------------------------------------------------
+
+def frame(header: dict[str, Any], body: bytes = b"") -> str:
+    raw = orjson.dumps(header) + (b"\n" + body if body else b"")
+    return base64.b64encode(raw).decode()
+
+
+def header_for(payload: bytes, **changes: Any) -> dict[str, Any]:
+    header = {"v": 1, "id": "x", "n": 1, "sha256": hashlib.sha256(payload).hexdigest()}
+    return {**header, **changes}
+
+
+PAYLOAD = b'[1,"a","ResponseComplete","c"]\t{"kind":"Event"}\n'
+BODY = zlib.compress(PAYLOAD)
+POISON = [
+    ("not base64", "!!!not base64", PoisonReason.BAD_BASE64),
+    ("not ascii", "é" * 8, PoisonReason.BAD_BASE64),
+    ("header not json", base64.b64encode(b"{v:1}\n" + BODY).decode(), PoisonReason.BAD_HEADER),
+    ("header not object", frame([1], BODY), PoisonReason.BAD_HEADER),  # type: ignore[arg-type]
+    ("version 2", frame(header_for(PAYLOAD, v=2), BODY), PoisonReason.UNSUPPORTED_VERSION),
+    ("version missing", frame({"n": 1}, BODY), PoisonReason.UNSUPPORTED_VERSION),
+    ("count missing", frame(header_for(PAYLOAD, n=None), BODY), PoisonReason.BAD_HEADER),
+    ("count zero", frame(header_for(PAYLOAD, n=0), BODY), PoisonReason.BAD_HEADER),
+    ("count a bool", frame(header_for(PAYLOAD, n=True), BODY), PoisonReason.BAD_HEADER),
+    ("blob not a string", frame(header_for(PAYLOAD, blob=3)), PoisonReason.BAD_HEADER),
+    ("claim check with body", frame(header_for(PAYLOAD, blob="b"), BODY),
+     PoisonReason.BAD_HEADER),
+    ("count too high", frame(header_for(PAYLOAD, n=2), BODY), PoisonReason.COUNT_MISMATCH),
+    ("digest tampered", frame(header_for(b"other"), BODY), PoisonReason.DIGEST_MISMATCH),
+    ("no body", frame(header_for(PAYLOAD)), PoisonReason.BAD_COMPRESSION),
+    ("body not zlib", frame(header_for(PAYLOAD), b"plain"), PoisonReason.BAD_COMPRESSION),
+    ("body cut", frame(header_for(PAYLOAD), BODY[:-6]), PoisonReason.BAD_COMPRESSION),
+    ("trailing data", frame(header_for(PAYLOAD), BODY + b"xx"), PoisonReason.BAD_COMPRESSION),
+    ("line without tab", frame(header_for(b"{}\n"), zlib.compress(b"{}\n")),
+     PoisonReason.BAD_INDEX),
+    ("metadata not json", frame(header_for(b"[1,\t{}\n"), zlib.compress(b"[1,\t{}\n")),
+     PoisonReason.BAD_INDEX),
+    ("metadata splits", frame(header_for(b"1],[2\t{}\n"), zlib.compress(b"1],[2\t{}\n")),
+     PoisonReason.BAD_INDEX),
+    ("metadata short", frame(header_for(b"[1,\"a\"]\t{}\n"), zlib.compress(b"[1,\"a\"]\t{}\n")),
+     PoisonReason.BAD_INDEX),
+    ("metadata mistyped", frame(header_for(b"[1,2,3,4]\t{}\n"),
+                                zlib.compress(b"[1,2,3,4]\t{}\n")), PoisonReason.BAD_INDEX),
+    ("no final newline", frame(header_for(PAYLOAD[:-1]), zlib.compress(PAYLOAD[:-1])),
+     PoisonReason.COUNT_MISMATCH),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), [p[1:] for p in POISON], ids=[p[0] for p in POISON])
+def test_poison_messages(text: str, reason: PoisonReason) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        unpack(text)
+    assert caught.value.reason is reason
+
+
+def test_handmade_frame_is_readable() -> None:
+    """Guards the POISON table: the untampered frame it mutates must be valid."""
+    assert unpack(frame(header_for(PAYLOAD), BODY)).events == [event()]
+
+
+@pytest.mark.parametrize(
+    ("inflated", "limit"),
+    [(DEFAULT_LIMITS.max_inflated + 1, DEFAULT_LIMITS.max_inflated), (4097, 4096)],
+)
+def test_compression_bomb_stops_at_the_limit(inflated: int, limit: int) -> None:
+    payload = b"\0" * inflated
+    text = frame(header_for(payload), zlib.compress(payload, 9))
+    assert len(text) < DEFAULT_LIMITS.max_message_chars
+    with pytest.raises(PoisonMessage) as caught:
+        unpack(text, limits=Limits(max_inflated=limit))
+    assert caught.value.reason is PoisonReason.TOO_LARGE
+
+
+def test_payload_of_exactly_the_limit_is_read() -> None:
+    limits = Limits(max_inflated=len(PAYLOAD))
+    assert unpack(frame(header_for(PAYLOAD), BODY), limits=limits).count == 1
+
+
+# --- property -------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+EVENTS = st.builds(
+    AuditEvent,
+    data=JSON_VALUES.map(orjson.dumps),
+    timestamp_ns=st.integers(0, 2**63 - 1),
+    audit_id=st.text(),
+    stage=st.text(),
+    cluster=st.none() | st.text(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(EVENTS, max_size=40), chars=st.sampled_from([1024, 2048, 65536]))
+def test_round_trip_property(events: list[AuditEvent], chars: int) -> None:
+    limits = Limits(max_message_chars=chars)
+    messages = pack(events, limits=limits)
+    assert all(len(m.text) <= chars for m in messages)
+    assert read_all(messages, limits) == events
