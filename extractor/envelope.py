@@ -263,6 +263,10 @@ class _Walker:
         self, event: dict[str, Any], cluster: str | None, *, truncated: bool, raw: Any
     ) -> None:
         rejection = _rejection(event)
+        if rejection is None and truncated and not _annotate(
+            event, event.get("annotations"), TRUNCATED_ANNOTATION, "true"
+        ):
+            rejection = (Reason.TRUNCATED_UNRECOVERABLE, "cannot mark: annotations not an object")
         if rejection is not None:
             reason = Reason.TRUNCATED_UNRECOVERABLE if truncated else rejection[0]
             self.drop(reason, rejection[1], _dump(raw if raw is not None else event))
@@ -270,10 +274,6 @@ class _Walker:
         audit_id, stage = event["auditID"], event["stage"]
         if self.deduper.seen((cluster, audit_id, stage)):
             self.drop(Reason.DUPLICATE, f"{audit_id} {stage}")
-            return
-        annotations = event.get("annotations")
-        if truncated and not _annotate(event, annotations, TRUNCATED_ANNOTATION, "true"):
-            self.drop(Reason.TRUNCATED_UNRECOVERABLE, "annotations not an object", _dump(raw))
             return
         if cluster is not None:
             _annotate(event, event.get("annotations"), CLUSTER_ANNOTATION, cluster)

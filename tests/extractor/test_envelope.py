@@ -310,6 +310,14 @@ def test_salvage_stops_at_anything_odd(text: str) -> None:
     assert salvage(text) == ({"a": 1} if text.startswith("  {") else {})
 
 
+def test_unmarkable_truncated_copy_does_not_hide_the_intact_one() -> None:
+    source = event(annotations=5, requestObject={"x": 1})
+    docs = [dumps(record(log_of(source)[:-10])), dumps(record(log_of(source)))]
+    batch = parse_documents(docs)
+    assert len(batch.events) == 1
+    assert [d.reason for d in batch.drops] == [Reason.TRUNCATED_UNRECOVERABLE]
+
+
 def test_salvaged_event_is_marked() -> None:
     cut = log_of(event(annotations={"a": "b"}, requestObject={"big": "x" * 100}))[:-30]
     batch = parse_documents([dumps(record(cut))])
