@@ -22,11 +22,14 @@ var blobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var tableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
+// Scopes: each assignment targets the one hub, queue or container it needs.
 resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
   name: eventHubNamespaceName
-  resource hub 'eventhubs' existing = {
-    name: eventHubName
-  }
+}
+
+resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: eventHubNamespace
+  name: eventHubName
 }
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -35,21 +38,31 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: dataStorageName
-  resource queueService 'queueServices' existing = {
-    name: 'default'
-    resource queue 'queues' existing = {
-      name: queueName
-    }
-    resource deadLetterQueue 'queues' existing = {
-      name: deadLetterQueueName
-    }
-  }
-  resource blobService 'blobServices' existing = {
-    name: 'default'
-    resource claims 'containers' existing = {
-      name: claimCheckContainer
-    }
-  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource queue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: queueName
+}
+
+resource deadLetterQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: deadLetterQueueName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource claims 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: claimCheckContainer
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -60,8 +73,8 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 // Read audit records from the hub (the trigger's identity connection EVENTHUB__*).
 resource functionEventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventHubNamespace::hub.id, functionPrincipalId, eventHubsDataReceiver)
-  scope: eventHubNamespace::hub
+  name: guid(hub.id, functionPrincipalId, eventHubsDataReceiver)
+  scope: hub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiver)
     principalId: functionPrincipalId
@@ -71,8 +84,8 @@ resource functionEventHubReceiver 'Microsoft.Authorization/roleAssignments@2022-
 
 // Put packed audit events on the queue.
 resource functionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::queueService::queue.id, functionPrincipalId, queueDataMessageSender)
-  scope: dataStorage::queueService::queue
+  name: guid(queue.id, functionPrincipalId, queueDataMessageSender)
+  scope: queue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
     principalId: functionPrincipalId
@@ -82,8 +95,8 @@ resource functionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01
 
 // Park records the function cannot deliver.
 resource functionDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::queueService::deadLetterQueue.id, functionPrincipalId, queueDataMessageSender)
-  scope: dataStorage::queueService::deadLetterQueue
+  name: guid(deadLetterQueue.id, functionPrincipalId, queueDataMessageSender)
+  scope: deadLetterQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
     principalId: functionPrincipalId
@@ -93,8 +106,8 @@ resource functionDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-
 
 // Write claim-check blobs for events too large for a 64 KiB queue message.
 resource functionClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::blobService::claims.id, functionPrincipalId, blobDataContributor)
-  scope: dataStorage::blobService::claims
+  name: guid(claims.id, functionPrincipalId, blobDataContributor)
+  scope: claims
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributor)
     principalId: functionPrincipalId
@@ -141,8 +154,8 @@ resource functionMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-
 
 // Receive and delete messages (competing consumer); cannot send or manage the queue.
 resource falcoQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::queueService::queue.id, falcoPrincipalId, queueDataMessageProcessor)
-  scope: dataStorage::queueService::queue
+  name: guid(queue.id, falcoPrincipalId, queueDataMessageProcessor)
+  scope: queue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageProcessor)
     principalId: falcoPrincipalId
@@ -152,8 +165,8 @@ resource falcoQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01
 
 // Move poison messages to the dead-letter queue.
 resource falcoDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::queueService::deadLetterQueue.id, falcoPrincipalId, queueDataMessageSender)
-  scope: dataStorage::queueService::deadLetterQueue
+  name: guid(deadLetterQueue.id, falcoPrincipalId, queueDataMessageSender)
+  scope: deadLetterQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
     principalId: falcoPrincipalId
@@ -163,8 +176,8 @@ resource falcoDeadLetterSender 'Microsoft.Authorization/roleAssignments@2022-04-
 
 // Read claim-check blobs and delete them once their message is done (Reader cannot delete).
 resource falcoClaimsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dataStorage::blobService::claims.id, falcoPrincipalId, blobDataContributor)
-  scope: dataStorage::blobService::claims
+  name: guid(claims.id, falcoPrincipalId, blobDataContributor)
+  scope: claims
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributor)
     principalId: falcoPrincipalId
