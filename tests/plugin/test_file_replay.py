@@ -65,7 +65,8 @@ def own_cluster_names() -> dict[tuple[str, str], str]:
                 name = event["annotations"]["cluster_name"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
-            names[(event["auditID"], event["stage"])] = name
+            text = name if isinstance(name, str) else orjson.dumps(name).decode()
+            names[(event["auditID"], event["stage"])] = text
     return names
 
 
