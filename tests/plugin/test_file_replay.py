@@ -88,7 +88,8 @@ def test_eventhub_bodies_replay_yields_every_expected_event() -> None:
         cluster = e["values"]["ka.cluster.name"]
         # the name from resourceId, unless the event named its cluster itself; one event
         # has `annotations` of the wrong type: nowhere to put the name
-        assert cluster in (None, [own_cluster.get(key, expected[key]["cluster"])])
+        if key not in salvaged:  # (a salvaged log's own annotations are not parsed here)
+            assert cluster in (None, [own_cluster.get(key, expected[key]["cluster"])])
         annotations = orjson.loads(e["data"]).get("annotations")
         marked = isinstance(annotations, dict) and annotations.get(TRUNCATED_ANNOTATION)
         assert (marked == "true") == (key in salvaged)
