@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -149,7 +148,7 @@ def _next_message(
 ) -> tuple[int, OutgoingMessage]:
     """The message for the longest run of lines from ``start`` that fits."""
     builder = _Builder(level, limits.max_frame_bytes - _HEADER_RESERVE)
-    for line in itertools.islice(lines, start, None):
+    for line in lines[start:]:
         if builder.count and builder.raw + len(line) > limits.max_inflated:
             break
         builder.add(line)
