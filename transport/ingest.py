@@ -1,0 +1,330 @@
+"""The I/O of one ingest invocation: Event Hub bodies in, queue messages and dead letters out.
+
+``function_app.py`` calls :meth:`Ingestor.ingest` with the bodies of one Event Hub batch. It
+parses them (``extractor.envelope``), rate-limits, packs (``extractor.message``), uploads
+claim-check blobs before the messages that name them, sends, dead-letters the drops that
+carry their raw record, and logs one summary line. Any storage failure propagates: the
+Functions host then retries the batch (infinite retry policy) instead of checkpointing past
+it. A retry re-sends what was already sent, so delivery is at-least-once; the reader
+dedupes on auditID+stage. Settings, counters and the dead-letter format:
+``docs/ingest-function.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import ContainerClient
+from azure.storage.blob import ExponentialRetry as BlobRetry
+from azure.storage.queue import ExponentialRetry as QueueRetry
+from azure.storage.queue import QueueClient
+
+from extractor.envelope import (
+    DEFAULT_CATEGORIES,
+    DEFAULT_DEDUPE_WINDOW,
+    AuditEvent,
+    Deduper,
+    Drop,
+    parse_documents,
+)
+from extractor.message import DEFAULT_MAX_MESSAGE_CHARS, OutgoingMessage, pack
+from extractor.ratelimit import TokenBucket
+from transport.clients import blob_url_from_queue_url, default_credential
+
+log = logging.getLogger("k8saudit.ingest")
+
+# Azure Storage: a message may stay invisible at most 7 days. Messages never expire
+# (time_to_live -1): the default 7-day TTL would silently drop what nobody read in time.
+MAX_VISIBILITY_S = 7 * 24 * 3600
+NO_EXPIRY = -1
+DEAD_LETTER_VERSION = 1
+DEAD_LETTER_BLOB_PREFIX = f"deadletter/v{DEAD_LETTER_VERSION}/"
+_SHED_LOG_IDS = 20
+
+# Counter keys of a Report, besides the envelope's ("delivered", "salvaged" and each
+# extractor.envelope.Reason).
+BODIES = "bodies"
+SENT = "sent"  # events in queue messages
+MESSAGES = "messages"
+CLAIM_CHECKS = "claim_checks"  # messages whose events went to a blob
+DEFERRED = "deferred"  # events sent with a visibility delay (defer policy)
+DEFER_CAPPED = "defer_capped"  # ... whose delay was cut to 7 days (rate exceeded)
+SHED = "shed"  # events not sent (shed policy)
+DEAD_LETTERED = "dead_lettered"
+DEAD_LETTER_CLAIM_CHECKS = "dead_letter_claim_checks"
+FAILED = "failed"  # invocations that raised (the host retries them)
+
+
+class RatePolicy(StrEnum):
+    """What happens to events over the rate limit."""
+
+    DEFER = "defer"  # sent now, invisible until their tokens are paid: nothing is lost
+    SHED = "shed"  # not sent: counted and logged (explicit opt-in loss)
+
+
+def _categories(value: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """Function app settings; ``metadata["env"]`` names the app setting of each field."""
+
+    queue_connection_string: str | None = field(
+        default=None, metadata={"env": "QUEUE_CONNECTION_STRING"})
+    queue_account_url: str | None = field(default=None, metadata={"env": "QUEUE_ACCOUNT_URL"})
+    claimcheck_account_url: str | None = field(
+        default=None, metadata={"env": "CLAIMCHECK_ACCOUNT_URL"})
+    queue_name: str = field(default="k8saudit", metadata={"env": "QUEUE_NAME"})
+    deadletter_queue_name: str = field(
+        default="k8saudit-deadletter", metadata={"env": "DEADLETTER_QUEUE_NAME"})
+    claimcheck_container: str = field(
+        default="k8saudit-claims", metadata={"env": "CLAIMCHECK_CONTAINER"})
+    categories: tuple[str, ...] = field(
+        default=tuple(sorted(DEFAULT_CATEGORIES)),
+        metadata={"env": "AUDIT_CATEGORIES", "parse": _categories})
+    rate_limit_events_per_second: float = field(
+        default=1000.0, metadata={"env": "rate_limit_events_per_second", "parse": float})
+    rate_limit_burst: int = field(
+        default=2000, metadata={"env": "rate_limit_burst", "parse": int})
+    rate_limit_policy: RatePolicy = field(
+        default=RatePolicy.DEFER,
+        metadata={"env": "RATE_LIMIT_POLICY", "parse": lambda v: RatePolicy(v.strip().lower())})
+    dedupe_window: int = field(
+        default=DEFAULT_DEDUPE_WINDOW, metadata={"env": "DEDUPE_WINDOW", "parse": int})
+    storage_retry_total: int = field(
+        default=3, metadata={"env": "STORAGE_RETRY_TOTAL", "parse": int})
+
+    def __post_init__(self) -> None:
+        if not (self.queue_connection_string or self.queue_account_url):
+            raise ValueError("set QUEUE_CONNECTION_STRING or QUEUE_ACCOUNT_URL")
+        if not self.categories:
+            raise ValueError("AUDIT_CATEGORIES is empty")
+        if self.rate_limit_events_per_second < 0 or self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_events_per_second must be >= 0 (0: no limit) "
+                             "and rate_limit_burst >= 1")
+        if self.dedupe_window < 1 or self.storage_retry_total < 0:
+            raise ValueError("DEDUPE_WINDOW must be >= 1 and STORAGE_RETRY_TOTAL >= 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
+        """Settings from app settings (environment); unset or empty ones keep defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"], "").strip()
+            if raw:
+                parse: Callable[[str], Any] = f.metadata.get("parse", str)
+                try:
+                    values[f.name] = parse(raw)
+                except ValueError as exc:
+                    raise ValueError(f"app setting {f.metadata['env']}={raw!r}: {exc}") from None
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class Report:
+    """What one invocation did. ``delays``: visibility delay (s) of each message sent."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    delays: list[int] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def line(self) -> str:
+        """The one summary log line: every non-zero counter, then timing."""
+        parts = [f"{key}={value}" for key, value in sorted(self.counts.items()) if value]
+        parts.append(f"max_delay_s={max(self.delays, default=0)}")
+        parts.append(f"ms={self.elapsed_s * 1000:.1f}")
+        return " ".join(parts)
+
+
+def dead_letter_text(drop: Drop, *, blob: tuple[str, str, int] | None = None) -> str:
+    """Dead-letter message: JSON ``{v, id, source, reason, detail, raw}`` with ``raw`` the
+    base64 of the record; with ``blob`` = (name, sha256, size) the record is in that
+    claim-check blob instead and ``raw`` is absent."""
+    letter: dict[str, Any] = {
+        "v": DEAD_LETTER_VERSION,
+        "id": uuid.uuid4().hex,
+        "source": "ingest",
+        "reason": str(drop.reason),
+        "detail": drop.detail,
+    }
+    if blob is None:
+        letter["raw"] = base64.b64encode(drop.raw or b"").decode("ascii")
+    else:
+        letter["blob"], letter["sha256"], letter["size"] = blob
+    return orjson.dumps(letter).decode("utf-8")
+
+
+class Ingestor:
+    """Long-lived state of one worker process: storage clients, the token bucket and the
+    cross-batch dedupe window. Thread-safe: the Python worker may run invocations for
+    several partitions at once."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        queue: QueueClient,
+        deadletter: QueueClient,
+        claims: ContainerClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.deadletter = deadletter
+        self.claims = claims
+        rate = settings.rate_limit_events_per_second
+        self.bucket = TokenBucket(rate, settings.rate_limit_burst, clock) if rate > 0 else None
+        self.deduper = Deduper(settings.dedupe_window)
+        self.totals: Counter[str] = Counter()
+        self.last: Report | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> Ingestor:
+        """Clients from a connection string (Azurite, local: queues and container are
+        created when missing) or account URLs with DefaultAzureCredential (Azure: the
+        infrastructure creates them, the identity only sends)."""
+        queue_kw = {"retry_policy": _retry(QueueRetry, settings.storage_retry_total)}
+        blob_kw = {"retry_policy": _retry(BlobRetry, settings.storage_retry_total)}
+        if settings.queue_connection_string:
+            conn = settings.queue_connection_string
+            ingestor = cls(
+                settings,
+                queue=QueueClient.from_connection_string(conn, settings.queue_name, **queue_kw),
+                deadletter=QueueClient.from_connection_string(
+                    conn, settings.deadletter_queue_name, **queue_kw),
+                claims=ContainerClient.from_connection_string(
+                    conn, settings.claimcheck_container, **blob_kw),
+            )
+            ingestor.ensure_resources()
+            return ingestor
+        url = settings.queue_account_url or ""
+        blob_url = settings.claimcheck_account_url or blob_url_from_queue_url(url)
+        credential = default_credential()
+        return cls(
+            settings,
+            queue=QueueClient(url, settings.queue_name, credential=credential, **queue_kw),
+            deadletter=QueueClient(
+                url, settings.deadletter_queue_name, credential=credential, **queue_kw),
+            claims=ContainerClient(
+                blob_url, settings.claimcheck_container, credential=credential, **blob_kw),
+        )
+
+    def ensure_resources(self) -> None:
+        """Create the queues and the claim-check container when missing."""
+        for create in (self.queue.create_queue, self.deadletter.create_queue,
+                       self.claims.create_container):
+            with contextlib.suppress(ResourceExistsError):
+                create()
+
+    def ingest(self, bodies: Sequence[bytes]) -> Report:
+        """Process one Event Hub batch; raise when anything could not be stored."""
+        started = time.perf_counter()
+        report = Report()
+        report.counts[BODIES] = len(bodies)
+        try:
+            self._ingest(bodies, report)
+        except BaseException:
+            report.counts[FAILED] += 1
+            # This batch's keys are in the window: its retry would be dropped as duplicates.
+            # A fresh window costs only some extra duplicates, which the reader absorbs.
+            with self._lock:
+                self.deduper = Deduper(self.settings.dedupe_window)
+            self._finish(report, started)
+            log.error("ingest failed, the host retries the batch: %s", report.line())
+            raise
+        self._finish(report, started)
+        log.info("ingest ok: %s", report.line())
+        return report
+
+    def _ingest(self, bodies: Sequence[bytes], report: Report) -> None:
+        counts = report.counts
+        with self._lock:
+            batch = parse_documents(
+                bodies, categories=self.settings.categories, deduper=self.deduper)
+            events = self._shed(batch.events, counts)
+            messages = pack(events)
+            delays = [self._delay(message.count, counts) for message in messages]
+        counts.update(batch.counts)
+        for message, delay in zip(messages, delays, strict=True):
+            self._send(message, delay, report)
+        for drop in batch.drops:
+            if drop.raw is not None:
+                self._dead_letter(drop, counts)
+
+    def _shed(self, events: list[AuditEvent], counts: Counter[str]) -> list[AuditEvent]:
+        if self.bucket is None or self.settings.rate_limit_policy is not RatePolicy.SHED:
+            return events
+        granted = self.bucket.grant(len(events))
+        shed = events[granted:]
+        if shed:
+            counts[SHED] += len(shed)
+            log.warning("rate limit: shed %d audit events (RATE_LIMIT_POLICY=shed), first: %s",
+                        len(shed), ", ".join(f"{e.audit_id}/{e.stage}"
+                                             for e in shed[:_SHED_LOG_IDS]))
+        return events[:granted]
+
+    def _delay(self, count: int, counts: Counter[str]) -> int:
+        """Whole seconds until ``count`` tokens are paid (rounded up: never early)."""
+        if self.bucket is None or self.settings.rate_limit_policy is not RatePolicy.DEFER:
+            return 0
+        delay = math.ceil(self.bucket.reserve(count))
+        if delay > 0:
+            counts[DEFERRED] += count
+        if delay > MAX_VISIBILITY_S:
+            counts[DEFER_CAPPED] += count
+            delay = MAX_VISIBILITY_S
+        return delay
+
+    def _send(self, message: OutgoingMessage, delay: int, report: Report) -> None:
+        if message.blob is not None:
+            name, data = message.blob
+            self.claims.upload_blob(name, data, overwrite=True)
+            report.counts[CLAIM_CHECKS] += 1
+        self.queue.send_message(message.text, visibility_timeout=delay or None,
+                                time_to_live=NO_EXPIRY)
+        report.counts[MESSAGES] += 1
+        report.counts[SENT] += message.count
+        report.delays.append(delay)
+        report.message_ids.append(message.message_id)
+
+    def _dead_letter(self, drop: Drop, counts: Counter[str]) -> None:
+        raw = drop.raw or b""
+        text = dead_letter_text(drop)
+        if len(text) > DEFAULT_MAX_MESSAGE_CHARS:
+            name = f"{DEAD_LETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
+            self.claims.upload_blob(name, raw, overwrite=True)
+            text = dead_letter_text(drop, blob=(name, hashlib.sha256(raw).hexdigest(), len(raw)))
+            counts[DEAD_LETTER_CLAIM_CHECKS] += 1
+        self.deadletter.send_message(text, time_to_live=NO_EXPIRY)
+        counts[DEAD_LETTERED] += 1
+
+    def _finish(self, report: Report, started: float) -> None:
+        report.elapsed_s = time.perf_counter() - started
+        with self._lock:
+            self.totals.update(report.counts)
+            self.last = report
+
+
+def _retry(policy: type, total: int) -> Any:
+    """Short in-process retries: a longer outage is the host's retry policy's job, which
+    keeps the partition's checkpoint where it is."""
+    return policy(initial_backoff=1, increment_base=2, retry_total=total, random_jitter_range=1)
