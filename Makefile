@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LIB := build/libk8saudit-aks.so
 HOST := build/falco_host
 
-.PHONY: all plugin test run bench lint docs clean
+.PHONY: all plugin dist test run bench lint docs clean
 all: plugin
 
 $(VENV)/.installed: requirements.txt plugin/requirements.txt requirements-dev.txt
@@ -24,6 +24,15 @@ $(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi
 
 plugin: $(LIB)
 
+# The install layout (docs/install.md): the .so and k8saudit-aks/ beside it, nothing else.
+DIST := build/dist
+dist: $(VENV)/.installed
+	rm -rf $(DIST) && mkdir -p $(DIST)/k8saudit-aks
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(DIST)/k8saudit-aks -r plugin/requirements.txt
+	cp -r extractor plugin transport $(DIST)/k8saudit-aks/
+	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
+	$(PY) -m plugin.build $(DIST)/libk8saudit-aks.so --standalone
+
 $(HOST): tests/harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build
 	cc -O2 -Wall -o $@ tests/harness/falco_host.c -ldl
@@ -36,7 +45,8 @@ run: $(LIB) node_modules/.installed
 	$(PY) -m scripts.run_local
 
 bench: $(LIB)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.bench_extract_abi
+	$(PY) -m benchmarks.bench_ingest
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -40,9 +40,11 @@ def request_lines(fields: list[dict], keys: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(lib: Path, *args: str, timeout: float = 300) -> list[dict]:
+def run(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> list[dict]:
+    """falco_host's output rows. The environment is empty, as nothing may depend on one."""
     proc = subprocess.run(
-        [str(HOST), str(lib), *args], capture_output=True, text=True, timeout=timeout
+        [str(HOST), str(lib), *args], capture_output=True, text=True, timeout=timeout, env={},
+        cwd=cwd,
     )
     if proc.returncode != 0:
         raise AssertionError(f"falco_host failed ({proc.returncode}): {proc.stderr[-2000:]}")
