@@ -1,0 +1,426 @@
+"""The ingest function invoked through its own entry point with real EventHubEvents, against a
+real Azurite: what lands in the queue, the dead-letter queue and the claim-check container,
+and the counters that account for every record."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import orjson
+import pytest
+from azure.core.exceptions import AzureError
+from azure.functions.decorators.function_app import Function
+
+import function_app
+from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
+from extractor.message import unpack, unpack_blob
+from tests.azurite import Azurite
+from transport import ingest as ing
+from transport.ingest import IngestSettings, RatePolicy
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "aks"
+BODIES = FIXTURES / "eventhub-bodies.jsonl"
+EXPECTED = FIXTURES / "eventhub-bodies.expected.jsonl"
+
+Key = tuple[str, str, str | None]
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bodies() -> list[bytes]:
+    return [line.rstrip(b"\n") for line in BODIES.read_bytes().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def expected() -> tuple[Counter[Key], set[Key]]:
+    """(multiset of intact events, set of truncated ones) from the .expected.jsonl."""
+    intact: Counter[Key] = Counter()
+    truncated: set[Key] = set()
+    for line in EXPECTED.read_text().splitlines():
+        row = json.loads(line)
+        key = (row["auditID"], row["stage"], row["cluster"])
+        if row["truncated"]:
+            truncated.add(key)
+        else:
+            intact[key] += 1
+    return intact, truncated
+
+
+def hub_events(bodies: list[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:
+    """Real EventHubEvent objects, as the Python worker builds them for a binary batch."""
+    now = datetime.now(UTC)
+    return [
+        func.EventHubEvent(
+            body=body,
+            enqueued_time=now,
+            partition_key=None,
+            sequence_number=first_sequence + i,
+            offset=str((first_sequence + i) * 4096),
+            iothub_metadata={},
+        )
+        for i, body in enumerate(bodies)
+    ]
+
+
+def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def record(category: str, log: Any, cluster: str = "AKS-TEST") -> dict[str, Any]:
+    return {
+        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+        "category": category,
+        "resourceId": "/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/"
+                      f"MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster}",
+        "properties": {"log": log if isinstance(log, str) else json.dumps(log)},
+    }
+
+
+def audit_event(audit_id: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+            "auditID": audit_id, "stage": "ResponseComplete", "verb": "create",
+            "requestReceivedTimestamp": "2026-11-18T00:56:24.000000Z",
+            "stageTimestamp": "2026-11-18T00:56:24.719830Z", **extra}
+
+
+def hub_body(*records: dict[str, Any]) -> bytes:
+    return orjson.dumps({"records": list(records)})
+
+
+# --- the function under test ----------------------------------------------------------------
+
+@cache
+def ingest_function() -> Function:
+    """The indexed function, as the worker sees it. ``get_functions`` validates name
+    uniqueness against what it already built, so it runs once per process."""
+    (function,) = [f for f in function_app.app.get_functions()
+                   if f.get_function_name() == "ingest_audit"]
+    return function
+
+
+class App:
+    """function_app configured by app settings against Azurite, called as the host calls it."""
+
+    def __init__(self, azurite: Azurite, names: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+        self.azurite = azurite
+        self.names = names
+        self.monkeypatch = monkeypatch
+        self.settings(rate_limit_events_per_second="0")
+        self.user_function: Callable[[list[func.EventHubEvent]], None] = (
+            ingest_function().get_user_function())
+
+    def settings(self, **overrides: str) -> None:
+        """Set app settings (as the host does: environment) and drop the process singleton."""
+        values = {
+            "QUEUE_CONNECTION_STRING": self.azurite.connection_string,
+            "QUEUE_NAME": self.names["queue"],
+            "DEADLETTER_QUEUE_NAME": self.names["deadletter"],
+            "CLAIMCHECK_CONTAINER": self.names["claims"],
+            "STORAGE_RETRY_TOTAL": "1",
+            **overrides,
+        }
+        for key, value in values.items():
+            self.monkeypatch.setenv(key, value)
+        function_app.ingestor.cache_clear()
+
+    def __call__(self, events: list[func.EventHubEvent]) -> None:
+        self.user_function(events)
+
+    @property
+    def ingestor(self) -> ing.Ingestor:
+        return function_app.ingestor()
+
+    def drain(self) -> tuple[list[AuditEvent], list[str]]:
+        """Every event in the queue (claim checks fetched) and every message's id."""
+        queue, claims = self.ingestor.queue, self.ingestor.claims
+        events: list[AuditEvent] = []
+        ids: list[str] = []
+        for message in queue.receive_messages(messages_per_page=32, visibility_timeout=600):
+            unpacked = unpack(message.content)
+            ids.append(unpacked.message_id)
+            if unpacked.blob is not None:
+                data = claims.download_blob(unpacked.blob.name).readall()
+                got = unpack_blob(unpacked.blob, data)
+            else:
+                got = unpacked.events or []
+            assert len(got) == unpacked.count
+            events.extend(got)
+        return events, ids
+
+    def dead_letters(self) -> list[tuple[dict[str, Any], bytes]]:
+        """(envelope, raw record) of every dead letter, claim checks fetched and verified."""
+        letters = []
+        for message in self.ingestor.deadletter.receive_messages(
+                messages_per_page=32, visibility_timeout=600):
+            letter = json.loads(message.content)
+            if "blob" in letter:
+                raw = self.ingestor.claims.download_blob(letter["blob"]).readall()
+                assert hashlib.sha256(raw).hexdigest() == letter["sha256"]
+                assert len(raw) == letter["size"]
+            else:
+                raw = base64.b64decode(letter["raw"])
+            letters.append((letter, raw))
+        return letters
+
+
+@pytest.fixture
+def app(azurite: Azurite, names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    yield App(azurite, names, monkeypatch)
+    function_app.ingestor.cache_clear()
+
+
+def keys(events: list[AuditEvent]) -> Counter[Key]:
+    return Counter((e.audit_id, e.stage, e.cluster) for e in events)
+
+
+def annotations(event: AuditEvent) -> dict[str, Any]:
+    value = orjson.loads(event.data).get("annotations")
+    return value if isinstance(value, dict) else {}
+
+
+def record_count(bodies: list[bytes]) -> int:
+    return sum(len(orjson.loads(body)["records"]) for body in bodies)
+
+
+def check_fixture_delivery(
+    delivered: Counter[Key],
+    salvaged: set[Key],
+    letters: list[tuple[dict[str, Any], bytes]],
+    expected: tuple[Counter[Key], set[Key]],
+) -> None:
+    """Intact events exactly once each; every truncated event salvaged or dead-lettered."""
+    intact, truncated = expected
+    assert Counter({k: n for k, n in delivered.items() if k in intact}) == intact
+    assert set(delivered) - set(intact) == salvaged
+    assert all(n == 1 for k, n in delivered.items() if k in salvaged)
+    assert salvaged <= truncated
+    lettered: set[Key] = set()
+    for letter, raw in letters:
+        assert letter["reason"] == Reason.TRUNCATED_UNRECOVERABLE
+        log = orjson.loads(raw)["properties"]["log"]
+        matches = {k for k in truncated if k[0] in log}
+        assert len(matches) == 1, letter
+        lettered |= matches
+    assert lettered | salvaged == truncated
+    assert not lettered & salvaged
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+def test_function_is_declared_as_the_host_needs_it() -> None:
+    function = ingest_function()
+    (trigger,) = json.loads(function.get_function_json())["bindings"]
+    assert trigger == {
+        "direction": "IN", "type": "eventHubTrigger", "name": "events",
+        "dataType": "BINARY", "cardinality": "MANY", "connection": "EVENTHUB",
+        "eventHubName": "%EVENTHUB_NAME%", "consumerGroup": "%EVENTHUB_CONSUMER_GROUP%",
+    }
+    retry = function.get_settings_dict("retry_policy")
+    assert retry["strategy"] == "exponential_backoff"
+    assert retry["max_retry_count"] == "-1"  # forever: never checkpoint past a lost batch
+
+
+def test_fixture_comes_out_as_expected(app: App, bodies: list[bytes], expected: Any) -> None:
+    sequence = 0
+    for batch in batches(bodies, 16):
+        app(hub_events(batch, sequence))
+        sequence += len(batch)
+
+    events, _ = app.drain()
+    delivered = keys(events)
+    salvaged = {(e.audit_id, e.stage, e.cluster) for e in events
+                if annotations(e).get(TRUNCATED_ANNOTATION) == "true"}
+    letters = app.dead_letters()
+    check_fixture_delivery(delivered, salvaged, letters, expected)
+    assert all(e.cluster for e in events)  # from each record's resourceId
+
+    totals = app.ingestor.totals
+    assert totals[ing.BODIES] == len(bodies)
+    assert totals["delivered"] == totals[ing.SENT] == len(events) == 656
+    assert totals["salvaged"] == len(salvaged) == 7
+    assert totals[Reason.DUPLICATE] == 189  # kube-audit-admin copies of kube-audit events
+    # klog categories (kube-apiserver, guard, cluster-autoscaler): a benign filter, counted
+    # and never dead-lettered.
+    assert totals[Reason.CATEGORY_NOT_ACCEPTED] == 144
+    assert totals[Reason.TRUNCATED_UNRECOVERABLE] == totals[ing.DEAD_LETTERED] == len(letters)
+    assert len(letters) == 16  # 14 events, two of them cut in both categories
+    assert totals[ing.SHED] == totals[ing.DEFERRED] == totals[ing.FAILED] == 0
+    # Every record is accounted for: delivered, or dropped with a reason.
+    dropped = sum(totals[reason] for reason in Reason)
+    assert totals["delivered"] + dropped == record_count(bodies)
+    # Many events per message: few messages.
+    assert totals[ing.MESSAGES] < len(events) / 20
+
+
+def test_one_body_per_invocation_still_dedupes_categories(
+    app: App, bodies: list[bytes], expected: Any
+) -> None:
+    for i, body in enumerate(bodies):
+        app(hub_events([body], i))
+    events, _ = app.drain()
+    intact, _truncated = expected
+    assert Counter({k: n for k, n in keys(events).items() if k in intact}) == intact
+    assert app.ingestor.totals[Reason.DUPLICATE] == 189
+    assert app.ingestor.totals[ing.MESSAGES] == app.ingestor.totals[ing.BODIES] - sum(
+        1 for b in bodies if not any(
+            r["category"] in ("kube-audit", "kube-audit-admin")
+            for r in orjson.loads(b)["records"]))
+
+
+def test_klog_is_skipped_but_invalid_json_in_an_audit_category_is_dead_lettered(
+    app: App,
+) -> None:
+    klog = "I1118 00:56:24.719830   1 controller.go:42] syncing"
+    good = record("kube-audit", audit_event("a-1"))
+    noise = record("kube-apiserver", klog)
+    broken = record("kube-audit", klog)
+    not_json = b"{\"records\": [ this is not JSON"
+    app(hub_events([hub_body(good, noise, broken), not_json]))
+
+    events, _ = app.drain()
+    assert [e.audit_id for e in events] == ["a-1"]
+    letters = app.dead_letters()
+    assert sorted(letter["reason"] for letter, _ in letters) == [Reason.NOT_JSON] * 2
+    raws = [raw for _, raw in letters]
+    assert not_json in raws
+    assert any(orjson.loads(raw) == broken for raw in raws if raw != not_json)
+    totals = app.ingestor.totals
+    assert totals[Reason.CATEGORY_NOT_ACCEPTED] == 1
+    assert totals[Reason.NOT_JSON] == totals[ing.DEAD_LETTERED] == 2
+
+
+def test_oversized_events_and_dead_letters_go_through_claim_check_blobs(app: App) -> None:
+    # Incompressible: 150 KB of random base64 in the request object.
+    noise = base64.b64encode(os.urandom(110_000)).decode()
+    big = record("kube-audit", audit_event("big-1", requestObject={"data": noise}))
+    small = record("kube-audit", audit_event("small-1"))
+    huge_garbage = b"not json " + noise.encode()
+    app(hub_events([hub_body(small, big), huge_garbage]))
+
+    report = app.ingestor.last
+    assert report is not None
+    assert report.counts[ing.CLAIM_CHECKS] == 1
+    assert report.counts[ing.DEAD_LETTER_CLAIM_CHECKS] == 1
+    events, _ = app.drain()
+    assert sorted(e.audit_id for e in events) == ["big-1", "small-1"]
+    (big_event,) = [e for e in events if e.audit_id == "big-1"]
+    assert orjson.loads(big_event.data)["requestObject"]["data"] == noise
+    blob_names = [b.name for b in app.ingestor.claims.list_blobs()]
+    assert any(name.startswith(ing.DEAD_LETTER_BLOB_PREFIX) for name in blob_names)
+    assert any(not name.startswith(ing.DEAD_LETTER_BLOB_PREFIX) for name in blob_names)
+    ((letter, raw),) = app.dead_letters()
+    assert raw == huge_garbage and "raw" not in letter
+    for message in app.ingestor.queue.peek_messages(max_messages=32):
+        assert len(message.content) <= 64 * 1024
+
+
+def test_storage_outage_raises_and_the_retry_delivers_everything(
+    app: App, bodies: list[bytes], expected: Any
+) -> None:
+    app.settings(rate_limit_events_per_second="0", STORAGE_RETRY_TOTAL="0")
+    events = hub_events(bodies)
+    queue = app.ingestor.queue
+    real_send = queue.send_message
+    sent = 0
+
+    def send_then_fail(*args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        result = real_send(*args, **kwargs)  # reaches Azurite
+        sent += 1
+        if sent == 2:
+            app.azurite.stop()  # the outage starts mid-invocation
+        return result
+
+    queue.send_message = send_then_fail  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AzureError):
+            app(events)
+        with pytest.raises(AzureError):  # a host retry during the outage fails too
+            app(events)
+    finally:
+        app.azurite.start()
+    queue.send_message = real_send  # type: ignore[method-assign]
+    app(events)  # the host's next retry, storage back
+
+    got, ids = app.drain()
+    assert len(ids) == len(set(ids))
+    delivered = keys(got)
+    assert sum(delivered.values()) > 656  # at-least-once: the first 2 messages twice
+    deduped = Counter(dict.fromkeys(delivered, 1))
+    salvaged = {(e.audit_id, e.stage, e.cluster) for e in got
+                if annotations(e).get(TRUNCATED_ANNOTATION) == "true"}
+    letters = app.dead_letters()
+    check_fixture_delivery(deduped, salvaged, letters, expected)
+    totals = app.ingestor.totals
+    assert totals[ing.FAILED] == 2
+    assert totals[ing.MESSAGES] == len(ids)
+
+
+def test_defer_policy_delays_visibility_and_loses_nothing(
+    app: App, bodies: list[bytes], expected: Any
+) -> None:
+    app.settings(rate_limit_events_per_second="300", rate_limit_burst="10",
+                 RATE_LIMIT_POLICY="defer")
+    delays: list[int] = []
+    for i, batch in enumerate(batches(bodies, 16)):
+        app(hub_events(batch, i * 16))
+        assert app.ingestor.last is not None
+        delays += app.ingestor.last.delays
+    assert delays == sorted(delays)
+    assert delays[0] >= 1 and delays[-1] > delays[0]
+    # Nothing visible yet: even the first message waits for its tokens.
+    assert app.ingestor.queue.peek_messages(max_messages=32) == []
+
+    time.sleep(max(delays) + 1.5)
+    events, ids = app.drain()
+    assert len(ids) == len(delays)
+    intact, _ = expected
+    assert Counter({k: n for k, n in keys(events).items() if k in intact}) == intact
+    totals = app.ingestor.totals
+    assert totals[ing.DEFERRED] == totals[ing.SENT] == len(events)
+    assert totals[ing.SHED] == 0
+
+
+def test_shed_policy_counts_what_it_drops(app: App, bodies: list[bytes]) -> None:
+    app.settings(rate_limit_events_per_second="0.001", rate_limit_burst="100",
+                 RATE_LIMIT_POLICY="shed")
+    app(hub_events(bodies))
+    events, _ = app.drain()
+    totals = app.ingestor.totals
+    assert len(events) == totals[ing.SENT] == 100
+    assert totals[ing.SHED] == totals["delivered"] - 100 == 556
+    assert totals[ing.DEFERRED] == 0
+
+
+def test_settings_from_app_settings() -> None:
+    settings = IngestSettings.from_env({"QUEUE_ACCOUNT_URL": "https://a.queue.core.windows.net"})
+    assert settings.queue_name == "k8saudit"
+    assert settings.deadletter_queue_name == "k8saudit-deadletter"
+    assert settings.claimcheck_container == "k8saudit-claims"
+    assert set(settings.categories) == {"kube-audit", "kube-audit-admin"}
+    assert settings.rate_limit_policy is RatePolicy.DEFER
+    settings = IngestSettings.from_env({
+        "QUEUE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+        "AUDIT_CATEGORIES": " kube-audit , ", "RATE_LIMIT_POLICY": "SHED",
+        "rate_limit_events_per_second": "2.5", "rate_limit_burst": "7",
+    })
+    assert settings.categories == ("kube-audit",)
+    assert settings.rate_limit_policy is RatePolicy.SHED
+    assert (settings.rate_limit_events_per_second, settings.rate_limit_burst) == (2.5, 7)
+    with pytest.raises(ValueError, match="QUEUE_CONNECTION_STRING or QUEUE_ACCOUNT_URL"):
+        IngestSettings.from_env({})
+    with pytest.raises(ValueError, match="RATE_LIMIT_POLICY"):
+        IngestSettings.from_env({"QUEUE_ACCOUNT_URL": "https://x", "RATE_LIMIT_POLICY": "drop"})
