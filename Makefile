@@ -15,6 +15,12 @@ $(VENV)/.installed: requirements.txt plugin/requirements.txt requirements-dev.tx
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# checkov (offline Bicep checks) pins its own dependencies: it gets a venv of its own.
+.venv-infra/.installed: requirements-infra.txt
+	$(PYTHON) -m venv .venv-infra
+	.venv-infra/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $@
+
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
@@ -37,7 +43,7 @@ $(HOST): tests/harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build
 	cc -O2 -Wall -o $@ tests/harness/falco_host.c -ldl
 
-test: $(LIB) $(HOST) node_modules/.installed
+test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
