@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from json.encoder import encode_basestring  # C-accelerated; escapes like Go >= 1.22
+from json.encoder import c_make_encoder, encode_basestring  # CPython's C JSON encoder
 
 MISSING: object = type("Missing", (), {"__repr__": lambda _self: "MISSING"})()
 """A value that is not in the event: fastjson's nil `*Value`."""
@@ -39,31 +39,36 @@ def values_recursive(value: object, index: int | None, keys: tuple[str, ...]) ->
     with an index, every array on the path is replaced by its index-th element. An empty
     key stands for "the value itself", which lets a path end by fanning out an array.
     """
-    for i, key in enumerate(keys):
+    position = 0
+    for key in keys:
         if value.__class__ is list:
             if index is None:
-                rest = keys[i:]
-                found: list = []
-                try:
-                    for element in value:
-                        sub = values_recursive(element, None, rest)
-                        if sub is None:
-                            found.append(MISSING)
-                        else:
-                            found += sub
-                except RecursionError:
-                    raise ExtractError("JSON nested too deeply") from None
-                return found
-            if index >= len(value):
+                return _fan_out(value, keys[position:])  # type: ignore[arg-type]
+            if index >= len(value):  # type: ignore[arg-type]
                 return None
-            value = value[index]
+            value = value[index]  # type: ignore[index]
         if key:
             if value.__class__ is not dict:
                 return None
-            value = value.get(key, MISSING)
+            value = value.get(key, MISSING)  # type: ignore[attr-defined]
             if value is MISSING:
                 return None
+        position += 1  # noqa: SIM113 - cheaper than enumerate() on this hot path
     return [value]
+
+
+def _fan_out(array: list, keys: tuple[str, ...]) -> list:
+    found: list = []
+    try:
+        for element in array:
+            sub = values_recursive(element, None, keys)
+            if sub is None:
+                found.append(MISSING)
+            else:
+                found += sub
+    except RecursionError:
+        raise ExtractError("JSON nested too deeply") from None
+    return found
 
 
 def to_string(value: object) -> str:
@@ -96,17 +101,21 @@ _HTML_SAFE = str.maketrans(
 )
 
 
-def quote(text: str) -> str:
-    """A JSON string literal as Go's encoding/json writes it."""
-    out = encode_basestring(text)
+def _html_safe(text: str) -> str:
+    """Go's extra escapes, applied to JSON text (the characters only occur in strings)."""
     if (
-        "<" in out
-        or ">" in out
-        or "&" in out
-        or (not out.isascii() and ("\u2028" in out or "\u2029" in out))
+        "<" in text
+        or ">" in text
+        or "&" in text
+        or (not text.isascii() and ("\u2028" in text or "\u2029" in text))
     ):
-        out = out.translate(_HTML_SAFE)
-    return out
+        return text.translate(_HTML_SAFE)
+    return text
+
+
+def quote(text: str) -> str:
+    """A JSON string literal as Go's encoding/json writes it (\\b, \\f as Go >= 1.22)."""
+    return _html_safe(encode_basestring(text))
 
 
 def go_float(number: float) -> str:
@@ -122,28 +131,62 @@ def go_float(number: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _not_json(value: object) -> object:
+    raise ExtractError(f"not a JSON value: {type(value).__name__}")
+
+
+# Compact C encoder (no circular check: parsed JSON has no cycles). It writes floats with
+# repr(), which differs from Go only for an exponent or a trailing ".0": JSON text where
+# such a pattern shows (even inside a string) is redone by the Python renderer. The plain
+# substring tests keep the (slow) regular expressions off the usual text.
+_encode_compact = c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", 0, 0, 1)
+_TRAILING_ZERO = re.compile(r"\.0(?:[,\]}]|$)")
+_EXPONENT = re.compile(r"e[-+]\d")
+
+
+def _repr_may_differ(text: str) -> bool:
+    return bool(
+        (".0" in text and _TRAILING_ZERO.search(text))
+        or (("e-" in text or "e+" in text) and _EXPONENT.search(text))
+    )
+
+
+def _marshal_python(value: object) -> str:
+    cls = value.__class__
+    if cls is str:
+        return quote(value)  # type: ignore[arg-type]
+    if cls is dict:
+        items = value.items()  # type: ignore[attr-defined]
+        return "{" + ",".join([quote(k) + ":" + _marshal_python(v) for k, v in items]) + "}"
+    if cls is list:
+        return "[" + ",".join([_marshal_python(v) for v in value]) + "]"  # type: ignore[attr-defined]
+    if cls is float:
+        return go_float(value)  # type: ignore[arg-type]
+    return marshal(value)
+
+
 def marshal(value: object) -> str:
     """Compact JSON text of a parsed value (fastjson's `MarshalTo` over Go-written input)."""
     cls = value.__class__
     if cls is str:
         return quote(value)  # type: ignore[arg-type]
+    if cls is int:
+        return str(value)
     if cls is dict or cls is list:
         try:
-            if cls is dict:
-                items = value.items()  # type: ignore[attr-defined]
-                return "{" + ",".join([quote(k) + ":" + marshal(v) for k, v in items]) + "}"
-            return "[" + ",".join([marshal(v) for v in value]) + "]"  # type: ignore[attr-defined]
+            text = "".join(_encode_compact(value, 0))
+            if _repr_may_differ(text):
+                text = _marshal_python(value)
         except RecursionError:
             raise ExtractError("JSON nested too deeply") from None
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
+        return _html_safe(text)
     if cls is float:
         return go_float(value)  # type: ignore[arg-type]
-    return str(value)
+    if cls is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return _not_json(value)  # type: ignore[return-value]
 
 
 # --- ka.uri.param ------------------------------------------------------------------------
@@ -197,10 +240,7 @@ def _raw_query(uri: str) -> str:
                 break
     elif uri[:1] == ":":
         raise ExtractError("missing protocol scheme")
-    if rest.endswith("?") and rest.count("?") == 1:
-        rest, query = rest[:-1], ""
-    else:
-        rest, _, query = rest.partition("?")
+    rest, _, query = rest.partition("?")
     if not rest.startswith("/"):
         if scheme:
             return query  # opaque URL: the rest is not checked
@@ -215,18 +255,34 @@ def _raw_query(uri: str) -> str:
 
 def query_param(uri: str, name: str) -> str | None:
     """First value of query parameter `name` in `uri` (Go url.Parse + url.ParseQuery)."""
-    query = _raw_query(uri)
-    if not query:
+    if (
+        uri[:1] == "/"
+        and "%" not in uri
+        and ";" not in uri
+        and "#" not in uri
+        and uri.isprintable()
+    ):
+        # the usual request URI: nothing either Go function could reject or unescape
+        query = uri.partition("?")[2]
+        if "+" in query:
+            query = query.replace("+", " ")
+        if name not in query:
+            return None
+        for pair in query.split("&"):
+            key, _, value = pair.partition("=")
+            if key == name and pair:
+                return value
         return None
+    query = _raw_query(uri)
     if ";" in query:
         raise ExtractError("invalid semicolon separator in query")
     found = None
     for pair in query.split("&"):
         if not pair:
             continue
-        key, _, val = pair.partition("=")
+        key, _, value = pair.partition("=")
         key = _unescape(key, plus_is_space=True)
-        val = _unescape(val, plus_is_space=True)
+        value = _unescape(value, plus_is_space=True)
         if found is None and key == name:
-            found = val
+            found = value
     return found

@@ -88,31 +88,47 @@ EPHEMERAL_CONTAINERS = (*SPEC, "ephemeralContainers")
 
 def _lookup(path: tuple[str, ...]) -> Callable[[dict], object]:
     """fastjson's `Value.Get(path...)` from the event object: the value or `MISSING`."""
-    first, rest = path[0], path[1:]
 
     def lookup(event: dict) -> object:
-        value = event.get(first, MISSING)
-        for key in rest:
+        value: object = event
+        for key in path:
             if value.__class__ is not dict:
                 return MISSING
-            value = value.get(key, MISSING)
+            value = value.get(key, MISSING)  # type: ignore[attr-defined]
         return value
 
     return lookup
 
 
 def from_keys(*path: str) -> Build:
-    """Upstream's `extractFromKeys` for a single-valued field: the value at `path`."""
-    lookup = _lookup(path)
+    """Upstream's `extractFromKeys` for a single-valued field: the value at `path`.
+
+    The walk of `_lookup` is unrolled here (paths have one to four keys): this is the
+    shape of most fields rules use, and the loop would cost a third of the call.
+    """
+    k1, k2, k3, k4 = (*path, "", "", "")[:4]
+    assert 1 <= len(path) <= 4 and all(path), path
 
     def build(_arg: Arg) -> Extract:
         def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
+            if event.__class__ is not dict or "auditID" not in event:  # type: ignore[operator]
                 return _not_audit_event(event)
-            value = lookup(event)
-            if value is MISSING:
-                return None
-            return [value if value.__class__ is str else marshal(value)]
+            value = event.get(k1, MISSING)  # type: ignore[attr-defined]
+            if k2:
+                if value.__class__ is not dict:
+                    return None
+                value = value.get(k2, MISSING)
+                if k3:
+                    if value.__class__ is not dict:
+                        return None
+                    value = value.get(k3, MISSING)
+                    if k4:
+                        if value.__class__ is not dict:
+                            return None
+                        value = value.get(k4, MISSING)
+            if value.__class__ is str:
+                return [value]
+            return None if value is MISSING else [marshal(value)]
 
         return extract
 

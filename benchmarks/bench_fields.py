@@ -1,0 +1,81 @@
+"""Cost of extracting the fields the official k8s_audit rules use, per event.
+
+Compiles the rule fields once, then times extracting all of them from every event of
+generated.jsonl (already parsed) against parsing the same lines with orjson, best of N runs.
+
+    .venv/bin/python benchmarks/bench_fields.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import orjson
+
+from extractor.fields import FIELDS, ExtractError, compile_field
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+EVENTS = SHARED / "fixtures" / "audit-events" / "generated.jsonl"
+RULE_FIELDS = SHARED / "tools" / "k8s_audit_rule_fields.txt"
+
+
+def compile_rule_fields() -> list:
+    ids = {f.name: i for i, f in enumerate(FIELDS)}
+    compiled = []
+    for line in RULE_FIELDS.read_text().split():
+        name, bracket, arg = line.partition("[")
+        value = (int(arg[:-1]) if arg[:-1].isdigit() else arg[:-1]) if bracket else None
+        compiled.append(compile_field(ids[name], value))
+    return compiled
+
+
+def best_ns(repeat: int, run) -> int:
+    best = None
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        run()
+        elapsed = time.perf_counter_ns() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    repeat = parser.parse_args().repeat
+
+    lines = [line for line in EVENTS.read_bytes().split(b"\n") if line.strip()]
+    events = [orjson.loads(line) for line in lines]
+    extractors = compile_rule_fields()
+
+    def parse_all() -> None:
+        loads = orjson.loads
+        for line in lines:
+            loads(line)
+
+    failures = [0]
+
+    def extract_all() -> None:
+        failed = 0
+        for event in events:
+            for extract in extractors:
+                try:
+                    extract(event)
+                except ExtractError:  # what the SDK reports as SS_PLUGIN_FAILURE
+                    failed += 1
+        failures[0] = failed
+
+    parse = best_ns(repeat, parse_all) / len(lines) / 1000
+    extract = best_ns(repeat, extract_all) / len(events) / 1000
+    per_field = extract / len(extractors) * 1000
+    print(f"{len(events)} events, {len(extractors)} rule fields, {failures[0]} failed calls")
+    print(f"orjson.loads:        {parse:7.2f} us/event")
+    print(f"extract fields:      {extract:7.2f} us/event ({per_field:.0f} ns/field)")
+    print(f"ratio extract/parse: {extract / parse:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
