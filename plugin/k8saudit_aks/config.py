@@ -76,8 +76,9 @@ class QueueMode:
         "k8saudit-claims", "Blob container holding audit events too large for a message."
     )
     visibility_timeout_seconds: int = _opt(
-        300, "How long a received message stays invisible; extended while it is held.",
-        minimum=30,
+        300, "How long a received message stays invisible; extended while it is held "
+        "(a crashed reader's messages reappear after at most this long).",
+        minimum=1,
     )
     max_messages_per_poll: int = _opt(32, "Messages fetched per receive call.", minimum=1,
                                       maximum=32)

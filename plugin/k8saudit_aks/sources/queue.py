@@ -1,0 +1,467 @@
+"""Drain the Storage Queue the ingest function fills: at-least-once, nothing dropped.
+
+Two threads share an instance (design and trade-offs: docs/queue-source.md):
+
+- Falco's thread runs `next_batch`. It never touches the network: it hands over buffered
+  events (deduplicated, rate limited), and acknowledges the messages whose every event went
+  out in an earlier batch (Falco calling again means it consumed that batch).
+- One worker thread does every Azure call: receive, decode, claim-check fetch, visibility
+  extension, delete, dead-letter. A failed call pauses the worker (exponential backoff,
+  `backoff.py`) while `next_batch` keeps answering Timeout within `POLL_WAIT_S`.
+
+A message is deleted only after Falco consumed all its events; its claim-check blob only
+after the message is gone. A message whose visibility lapses anyway (long outage, crash) is
+received again; its events already delivered are then absorbed by the dedupe window.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper
+from extractor.message import PoisonMessage, unpack, unpack_blob
+from extractor.ratelimit import TokenBucket
+from plugin.k8saudit_aks.config import Common, QueueMode
+from plugin.k8saudit_aks.sources.backoff import Backoff
+from plugin.k8saudit_aks.stats import Stats
+from plugin.sdk import Event, Instance, PluginError, Timeout
+
+log = logging.getLogger("k8saudit-aks.queue")
+
+MAX_BATCH = 256                      # events per next_batch
+POLL_WAIT_S = 0.05                   # longest next_batch waits for data or tokens
+WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
+IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
+DEADLETTER_TEXT_LIMIT = 48 * 1024    # larger original texts go to a blob instead
+# Client calls fail fast; retries are ours (Backoff), so they are paced and logged.
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5,
+                                  "read_timeout": 20}
+STALE_CODES = ("MessageNotFound", "PopReceiptMismatch")
+
+
+@dataclass(eq=False)
+class Held:
+    """One received queue message, from receive until its delete."""
+
+    queue_id: str
+    pop_receipt: str
+    visible_until: float                 # monotonic time it reappears unless extended
+    text: str                            # kept until decoded (dead letters carry it)
+    blob: str | None = None              # claim-check blob, deleted after the message
+    pending: int = 0                     # events not yet handed over (Falco thread)
+    nbytes: int = 0
+    poison: tuple[str, str] | None = None
+    deadletter_sent: bool = False
+    stale: bool = False                  # our pop receipt lost (visibility lapsed)
+    dequeue_count: int | None = None
+
+
+class Unreadable(Exception):
+    """A message no retry makes readable, for a reason `extractor.message` does not know."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(exc, "status_code", None)
+
+
+def _is_stale(exc: BaseException) -> bool:
+    """The message is gone or was received again elsewhere: our receipt is useless."""
+    return _status(exc) in (400, 404) and getattr(exc, "error_code", None) in STALE_CODES
+
+
+class QueueInstance(Instance):
+    def __init__(self, mode: QueueMode, common: Common, cluster: str | None = None,
+                 *, clients: tuple[QueueClient, QueueClient, ContainerClient] | None = None
+                 ) -> None:
+        self.mode, self.common = mode, common
+        self.cluster = cluster.lower() if cluster else None
+        self.queue, self.deadletter, self.claims = clients or _clients(mode)
+        self.stats = Stats(f"queue:{self.queue.account_name}/{mode.queue_name}",
+                           common.stats_interval_seconds)
+        self.deduper = Deduper(common.dedupe_window) if common.dedupe_window else None
+        self.bucket = TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
+        self.visibility = mode.visibility_timeout_seconds
+        self.max_held = 4 * mode.max_messages_per_poll
+        # Shared between the threads, under _lock.
+        self._lock = threading.Lock()
+        self._ready_cond = threading.Condition(self._lock)
+        self._ready: collections.deque[tuple[Held, list[AuditEvent]]] = collections.deque()
+        self._ready_events = 0
+        self._buffered_bytes = 0
+        self._acks: collections.deque[Held] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        # Falco thread only.
+        self._current: tuple[Held, list[AuditEvent], int] | None = None
+        self._completed: list[Held] = []
+        self._allowance = 0
+        self._closed = False
+        # Worker only.
+        self._held: set[Held] = set()
+        self._undecoded: collections.deque[Held] = collections.deque()
+        self._poisoned: list[Held] = []
+        self._deleting: list[Held] = []
+        self._blobs: list[str] = []
+        self._idle = IDLE_POLL_S[0]
+        self.backoff = Backoff(log)
+        self._op = "start"
+        self._close_deadline = float("inf")
+        self._worker = threading.Thread(target=self._run, name="k8saudit-aks-queue",
+                                        daemon=True)
+        log.info("draining queue %s of account %s (visibility %d s, %d messages a poll, "
+                 "rate limit %g/s burst %d)", mode.queue_name, self.queue.account_name,
+                 self.visibility, mode.max_messages_per_poll,
+                 common.rate_limit_events_per_second, common.rate_limit_burst)
+        self._worker.start()
+
+    # --- Falco's thread ------------------------------------------------------------------
+
+    def next_batch(self) -> Sequence[Event]:
+        self._count_report()
+        if not self._worker.is_alive():
+            raise PluginError("queue source: the storage worker stopped unexpectedly "
+                              f"(last error: {self.backoff.last_error or 'none'})")
+        self._acknowledge()
+        events = self._take()
+        if not events:  # wait a little, so an idle Falco does not spin
+            with self._ready_cond:
+                waiting = self._current is not None or bool(self._ready)
+                if not waiting:
+                    self._ready_cond.wait(POLL_WAIT_S)
+            if waiting:  # events are buffered: the rate limit holds them
+                time.sleep(min(POLL_WAIT_S, max(0.001, self.bucket.wait_time(1))))
+            events = self._take()
+            if not events:
+                raise Timeout
+        return events
+
+    def _acknowledge(self) -> None:
+        """Falco consumed the previous batch: its completed messages may go."""
+        if self._completed:
+            with self._lock:
+                self._acks.extend(self._completed)
+            self._completed = []
+            self._wake.set()
+
+    def _take(self) -> list[Event]:
+        out: list[Event] = []
+        skipped: collections.Counter[str] = collections.Counter()
+        max_size = self.common.max_event_size
+        while len(out) < MAX_BATCH:
+            if self._current is None:
+                with self._lock:
+                    if not self._ready:
+                        break
+                    held, events = self._ready.popleft()
+                self._current = (held, events, 0)
+            held, events, i = self._current
+            if self._allowance == 0:
+                with self._lock:
+                    available = self._ready_events
+                self._allowance = self.bucket.grant(min(MAX_BATCH - len(out), available))
+                if self._allowance == 0:
+                    break
+            event = events[i]
+            i += 1
+            held.pending -= 1
+            self._current = (held, events, i) if i < len(events) else None
+            with self._lock:
+                self._ready_events -= 1
+                if held.pending == 0:
+                    self._buffered_bytes -= held.nbytes
+            if held.pending == 0:
+                self._completed.append(held)
+            if len(event.data) > max_size:
+                skipped["skipped.too_large"] += 1
+                continue
+            key = (event.cluster or self.cluster, event.audit_id, event.stage)
+            if self.deduper is not None and self.deduper.seen(key):
+                skipped["deduplicated"] += 1
+                continue
+            self._allowance -= 1
+            out.append(Event(event.data, event.timestamp_ns or time.time_ns()))
+        skipped["delivered"] += len(out)
+        with self._lock:
+            self.stats.counts.update(skipped)
+        return out
+
+    def _count_report(self) -> None:
+        with self._lock:
+            self.stats.maybe_report()
+
+    def close(self) -> None:
+        """Delete what Falco consumed; the rest reappears after its visibility timeout."""
+        if self._closed:
+            return
+        self._closed = True
+        self._acknowledge()
+        self._close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        self._stopping.set()
+        self._wake.set()
+        self._worker.join(CLOSE_TIMEOUT_S + 1)
+        with self._lock:
+            left = len(self._acks) + len(self._deleting)
+            if left:
+                log.warning("closing with %d consumed messages not deleted (%s); they "
+                            "reappear after their visibility timeout and are delivered again",
+                            left, self.backoff.last_error or "storage too slow")
+            log.info("%s", self.stats.line())
+
+    # --- worker thread -------------------------------------------------------------------
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats.add(key, n)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping.is_set()
+            if stopping and time.monotonic() >= self._close_deadline:
+                return
+            if self.backoff.remaining() > 0:
+                self.backoff.still_failing()
+                self._sleep(min(self.backoff.remaining(), WORKER_TICK_S))
+                continue
+            try:
+                self._op = "delete"
+                self._delete_consumed()
+                if stopping:
+                    return
+                self._op = "extend visibility"
+                self._extend_due()
+                self._op = "dead-letter"
+                self._dead_letter_poisoned()
+                received = self._fill()
+            except Exception as exc:
+                self._count("errors")
+                self.backoff.failed(self._op, exc)
+                continue
+            self.backoff.succeeded()
+            if received:
+                self._idle = IDLE_POLL_S[0]
+                continue
+            self._sleep(min(self._idle, self._next_extension()))
+            self._idle = min(IDLE_POLL_S[1], self._idle * 2)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._wake.wait(seconds):
+            self._wake.clear()
+
+    def _next_extension(self) -> float:
+        now = time.monotonic()
+        due = [h.visible_until - self.visibility / 2 - now for h in self._held if not h.stale]
+        return max(0.0, min(due, default=WORKER_TICK_S))
+
+    def _delete_consumed(self) -> None:
+        with self._lock:
+            self._deleting.extend(self._acks)
+            self._acks.clear()
+        while self._deleting:
+            held = self._deleting[0]
+            if not held.stale:
+                try:
+                    self.queue.delete_message(held.queue_id, held.pop_receipt)
+                    self._count("deleted")
+                    if held.blob and held.poison is None:  # a dead letter keeps its blob
+                        self._blobs.append(held.blob)
+                except HttpResponseError as exc:
+                    if not _is_stale(exc):
+                        raise
+                    held.stale = True
+            if held.stale:  # received again by someone: that copy is deleted instead
+                self._count("delete_stale")
+            self._held.discard(held)
+            with self._lock:
+                self._deleting.pop(0)
+        self._op = "delete claim-check blob"
+        while self._blobs:
+            try:
+                self.claims.delete_blob(self._blobs[0])
+                self._count("claimcheck_deleted")
+            except HttpResponseError as exc:
+                if _status(exc) != 404:
+                    raise
+            self._blobs.pop(0)
+
+    def _extend_due(self) -> None:
+        now = time.monotonic()
+        for held in list(self._held):
+            if held.stale or held.visible_until - now > self.visibility / 2:
+                continue
+            try:
+                updated = self.queue.update_message(
+                    held.queue_id, held.pop_receipt, visibility_timeout=self.visibility)
+            except HttpResponseError as exc:
+                if not _is_stale(exc):
+                    raise
+                held.stale = True
+                self._count("visibility_lost")
+                log.warning("message %s reappeared before its visibility was extended; "
+                            "its redelivery is deduplicated", held.queue_id)
+                continue
+            held.pop_receipt = updated.pop_receipt
+            held.visible_until = now + self.visibility
+            self._count("visibility_extended")
+
+    def _fill(self) -> bool:
+        """Decode what is pending, then receive more if the buffer has room."""
+        self._op = "download claim-check blob"
+        self._decode_pending()
+        with self._lock:
+            room = self._buffered_bytes < MAX_BUFFERED_BYTES
+        wanted = min(self.mode.max_messages_per_poll, self.max_held - len(self._held))
+        if not room or wanted <= 0 or self._undecoded:
+            return False
+        self._op = "receive"
+        started = time.monotonic()
+        messages = list(self.queue.receive_messages(
+            messages_per_page=wanted, max_messages=wanted, visibility_timeout=self.visibility))
+        if not messages:
+            return False
+        self._count("received_messages", len(messages))
+        for message in messages:
+            held = Held(message.id, message.pop_receipt, started + self.visibility,
+                        message.content if isinstance(message.content, str) else "")
+            held.dequeue_count = message.dequeue_count
+            self._held.add(held)
+            self._undecoded.append(held)
+        self._op = "download claim-check blob"
+        self._decode_pending()
+        return True
+
+    def _decode_pending(self) -> None:
+        while self._undecoded:
+            held = self._undecoded[0]
+            try:
+                events = self._decode(held)
+            except (PoisonMessage, Unreadable) as exc:
+                held.poison = (str(exc.reason), exc.detail)
+                self._poisoned.append(held)
+                self._undecoded.popleft()
+                continue
+            self._undecoded.popleft()
+            held.text = ""
+            held.pending = len(events)
+            held.nbytes = sum(len(e.data) for e in events)
+            with self._ready_cond:
+                self.stats.received(len(events))
+                self._ready.append((held, events))
+                self._ready_events += len(events)
+                self._buffered_bytes += held.nbytes
+                self._ready_cond.notify()
+
+    def _decode(self, held: Held) -> list[AuditEvent]:
+        unpacked = unpack(held.text)
+        if unpacked.blob is None:
+            events = unpacked.events or []
+        else:
+            held.blob = unpacked.blob.name
+            try:
+                data = self.claims.download_blob(unpacked.blob.name).readall()
+            except HttpResponseError as exc:
+                if _status(exc) != 404:
+                    raise
+                raise Unreadable("claimcheck_missing",
+                                 f"blob {unpacked.blob.name} not found") from None
+            self._count("claimcheck_fetched")
+            events = unpack_blob(unpacked.blob, data)
+        if self.cluster:
+            events = [self._with_cluster(e) if e.cluster is None else e for e in events]
+        return events
+
+    def _with_cluster(self, event: AuditEvent) -> AuditEvent:
+        """The open params' cluster for an event the function could not attribute."""
+        try:
+            doc = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return event
+        annotations = doc.get("annotations") if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and (annotations is None or isinstance(annotations, dict)):
+            doc["annotations"] = {CLUSTER_ANNOTATION: self.cluster, **(annotations or {})}
+            data = orjson.dumps(doc)
+        else:
+            data = event.data
+        return AuditEvent(data, event.timestamp_ns, event.audit_id, event.stage, self.cluster)
+
+    def _dead_letter_poisoned(self) -> None:
+        while self._poisoned:
+            held = self._poisoned[0]
+            reason, detail = held.poison or ("unknown", "")
+            if not held.deadletter_sent and not held.stale:
+                self._send_dead_letter(held, reason, detail)
+                held.deadletter_sent = True
+                self._count(f"dead_lettered.{reason}")
+                log.warning("message %s dead-lettered to %s: %s: %s", held.queue_id,
+                            self.mode.deadletter_queue_name, reason, detail[:200])
+            with self._lock:
+                self._acks.append(held)  # deleted like a consumed message
+            self._poisoned.pop(0)
+        self._delete_consumed()
+
+    def _send_dead_letter(self, held: Held, reason: str, detail: str) -> None:
+        letter: dict[str, Any] = {
+            "v": 1, "reason": reason, "detail": detail[:2000],
+            "source_queue": self.mode.queue_name, "message_id": held.queue_id,
+            "dequeue_count": held.dequeue_count, "blob": held.blob,
+            "text": held.text,
+        }
+        if len(held.text) > DEADLETTER_TEXT_LIMIT:
+            name = f"deadletter/{held.queue_id}.txt"
+            self.claims.upload_blob(name, held.text.encode("utf-8", "surrogatepass"),
+                                    overwrite=True)
+            letter["text"] = None
+            letter["text_blob"] = name
+        body = orjson.dumps(letter).decode()
+        try:
+            self.deadletter.send_message(body)
+        except HttpResponseError as exc:
+            if _status(exc) != 404:
+                raise
+            with contextlib.suppress(ResourceExistsError):
+                self.deadletter.create_queue()
+            self.deadletter.send_message(body)
+        held.text = ""
+
+
+def _clients(mode: QueueMode) -> tuple[QueueClient, QueueClient, ContainerClient]:
+    """Source queue, dead-letter queue, claim-check container: fail fast, no SDK retries."""
+    from transport.clients import blob_url_from_queue_url, default_credential
+
+    if mode.queue_connection_string:
+        conn = mode.queue_connection_string
+        return (
+            QueueClient.from_connection_string(conn, mode.queue_name, **CLIENT_OPTIONS),
+            QueueClient.from_connection_string(conn, mode.deadletter_queue_name,
+                                               **CLIENT_OPTIONS),
+            ContainerClient.from_connection_string(conn, mode.claimcheck_container,
+                                                   **CLIENT_OPTIONS),
+        )
+    url = mode.queue_account_url or ""
+    blob_url = mode.blob_account_url or blob_url_from_queue_url(url)
+    credential = default_credential()
+    return (
+        QueueClient(url, mode.queue_name, credential=credential, **CLIENT_OPTIONS),
+        QueueClient(url, mode.deadletter_queue_name, credential=credential, **CLIENT_OPTIONS),
+        ContainerClient(blob_url, mode.claimcheck_container, credential=credential,
+                        **CLIENT_OPTIONS),
+    )
+
