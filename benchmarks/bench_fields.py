@@ -3,7 +3,7 @@
 Compiles the rule fields once, then times extracting all of them from every event of
 generated.jsonl (already parsed) against parsing the same lines with orjson, best of N runs.
 
-    .venv/bin/python benchmarks/bench_fields.py [--repeat N]
+    .venv/bin/python -m benchmarks.bench_fields [--repeat N]
 """
 
 from __future__ import annotations

@@ -155,26 +155,39 @@ def from_keys_list(*path: str) -> Build:
     return build
 
 
-def values(*path: str, strict: bool = False) -> Build:
-    """`getValuesRecursive` along `path` with the index argument, as strings.
+Finish = Callable[[list, Arg], "list[str] | None"]
 
-    Values missing under some array element are skipped (`arrayAsStringsSkipNil`), or fail
-    the call when `strict` (`arrayAsStrings`).
+
+def recursive(*path: str, finish: Finish) -> Build:
+    """A field computed from `getValuesRecursive` along `path` (with the index argument).
+
+    `finish(values, arg)` turns the values found into the field's value; a path that is not
+    available has no value.
     """
-    convert = strings_strict if strict else strings_skip_nil
+    first = path[0]
 
     def build(arg: Arg) -> Extract:
         index = arg_index_filter(arg)
 
         def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
+            if event.__class__ is not dict or "auditID" not in event:  # type: ignore[operator]
                 return _not_audit_event(event)
+            if event.get(first) is None:  # type: ignore[attr-defined]
+                return None  # absent or null: the usual case, answered without the walk
             found = values_recursive(event, index, path)
-            return None if found is None else convert(found) or None
+            return None if found is None else finish(found, arg)
 
         return extract
 
     return build
+
+
+def values(*path: str, strict: bool = False) -> Build:
+    """The values along `path` as strings: values missing under some array element are
+    skipped (`arrayAsStringsSkipNil`), or fail the call when `strict` (`arrayAsStrings`).
+    """
+    convert = strings_strict if strict else strings_skip_nil
+    return recursive(*path, finish=lambda found, _arg: convert(found) or None)
 
 
 def container_field(kind: tuple[str, ...], *keys: str, strict: bool = False) -> Build:
@@ -182,32 +195,16 @@ def container_field(kind: tuple[str, ...], *keys: str, strict: bool = False) -> 
     return values(*kind, *keys, strict=strict)
 
 
+def _repositories(found: list, _arg: Arg) -> list[str] | None:
+    """Upstream's repository of each image: up to the first `:`, then up to the first `@`."""
+    return [image.partition(":")[0].partition("@")[0] for image in strings_strict(found)] or None
+
+
 def container_images(kind: tuple[str, ...], repository: bool = False) -> Build:
     """Upstream's `readContainerImages`/`readContainerRepositories`: a nil image fails."""
-    path = (*kind, "image")
-
-    def build(arg: Arg) -> Extract:
-        index = arg_index_filter(arg)
-
-        def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
-                return _not_audit_event(event)
-            found = values_recursive(event, index, path)
-            if found is None:
-                return None
-            images = strings_strict(found)
-            if repository:
-                images = [_repository(image) for image in images]
-            return images or None
-
-        return extract
-
-    return build
-
-
-def _repository(image: str) -> str:
-    """Upstream's repository of an image: up to the first `:`, then up to the first `@`."""
-    return image.partition(":")[0].partition("@")[0]
+    if repository:
+        return recursive(*kind, "image", finish=_repositories)
+    return values(*kind, "image", strict=True)
 
 
 def first_container_image(repository: bool) -> Build:
@@ -216,67 +213,45 @@ def first_container_image(repository: bool) -> Build:
     return lambda _arg: per_container(0)
 
 
+def _joined(found: list, _arg: Arg) -> list[str] | None:
+    joined = []
+    for words in found:
+        if words is MISSING:
+            continue
+        if words.__class__ is not list or any(w.__class__ is not str for w in words):
+            raise ExtractError("wrong type conversion")
+        joined.append(" ".join(words))
+    return joined or None
+
+
 def container_joined(kind: tuple[str, ...], key: str) -> Build:
     """`command`/`args` of each container, its strings joined by spaces.
 
     Containers without the key are skipped; a key that is not an array of strings fails.
     """
-    path = (*kind, key)
+    return recursive(*kind, key, finish=_joined)
 
-    def build(arg: Arg) -> Extract:
-        index = arg_index_filter(arg)
 
-        def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
-                return _not_audit_event(event)
-            found = values_recursive(event, index, path)
-            if found is None:
-                return None
-            joined = []
-            for words in found:
-                if words is MISSING:
-                    continue
-                if words.__class__ is not list or any(w.__class__ is not str for w in words):
-                    raise ExtractError("wrong type conversion")
-                joined.append(" ".join(words))
-            return joined or None
-
-        return extract
-
-    return build
+def _host_ports(found: list, _arg: Arg) -> list[str] | None:
+    ports = []
+    for container_ports in found:
+        if container_ports is MISSING:
+            continue
+        if container_ports.__class__ is not list:
+            raise ExtractError("wrong type conversion")
+        for port in container_ports:
+            if port.__class__ is dict:
+                value = port.get("hostPort", MISSING)
+                if value is MISSING:
+                    value = port.get("containerPort", MISSING)
+                if value is not MISSING:
+                    ports.append(to_string(value))
+    return ports or None
 
 
 def container_host_ports(kind: tuple[str, ...]) -> Build:
     """Upstream's `readContainerHostPorts`: each port's hostPort, else its containerPort."""
-    path = (*kind, "ports")
-
-    def build(arg: Arg) -> Extract:
-        index = arg_index_filter(arg)
-
-        def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
-                return _not_audit_event(event)
-            found = values_recursive(event, index, path)
-            if found is None:
-                return None
-            ports = []
-            for container_ports in found:
-                if container_ports is MISSING:
-                    continue
-                if container_ports.__class__ is not list:
-                    raise ExtractError("wrong type conversion")
-                for port in container_ports:
-                    if port.__class__ is dict:
-                        value = port.get("hostPort", MISSING)
-                        if value is MISSING:
-                            value = port.get("containerPort", MISSING)
-                        if value is not MISSING:
-                            ports.append(to_string(value))
-            return ports or None
-
-        return extract
-
-    return build
+    return recursive(*kind, "ports", finish=_host_ports)
 
 
 def container_effective(kind: tuple[str, ...], key: str) -> Build:
@@ -306,87 +281,56 @@ def container_effective(kind: tuple[str, ...], key: str) -> Build:
     return build
 
 
+def _array_elements(found: list, _arg: Arg) -> list[str] | None:
+    out: list[str] = []
+    for value in found:
+        if value.__class__ is list:
+            out += [v if v.__class__ is str else marshal(v) for v in value]
+    return out or None
+
+
 def rules_field(*path: str) -> Build:
     """Upstream's `extractRulesField`: the elements of every array found along `path`."""
-
-    def build(arg: Arg) -> Extract:
-        index = arg_index_filter(arg)
-
-        def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
-                return _not_audit_event(event)
-            found = values_recursive(event, index, path)
-            if found is None:
-                return None
-            out: list[str] = []
-            for value in found:
-                if value.__class__ is list:
-                    out += [v if v.__class__ is str else marshal(v) for v in value]
-            return out or None
-
-        return extract
-
-    return build
+    return recursive(*path, finish=_array_elements)
 
 
-def any_container_privileged(_arg: Arg) -> Extract:
-    """Whether some container has `securityContext.privileged: true` ("true"/"false")."""
-    path = (*CONTAINERS, "securityContext", "privileged")
-
-    def extract(event: object) -> list[str] | None:
-        if event.__class__ is not dict or "auditID" not in event:
-            return _not_audit_event(event)
-        found = values_recursive(event, None, path)
-        if found is None:
-            return None
-        return ["true" if True in [v is True for v in found] else "false"]
-
-    return extract
+def _any_true(found: list, _arg: Arg) -> list[str]:
+    return ["true" if True in [v is True for v in found] else "false"]
 
 
-def volume_types(arg: Arg) -> Extract:
-    """Every key but `name` of every volume object.
-
-    Upstream dereferences the nil that a missing `volumes` under an array leaves (a crash
-    of the whole process); we return no value there.
-    """
-    index = arg_index_filter(arg)
-    path = (*SPEC, "volumes", "")
-
-    def extract(event: object) -> list[str] | None:
-        if event.__class__ is not dict or "auditID" not in event:
-            return _not_audit_event(event)
-        found = values_recursive(event, index, path)
-        if found is None or MISSING in found:
-            return None
-        kinds = [k for volume in found if volume.__class__ is dict for k in volume if k != "name"]
-        return kinds or None
-
-    return extract
+any_container_privileged = recursive(*CONTAINERS, "securityContext", "privileged", finish=_any_true)
+"""Whether some container has `securityContext.privileged: true` ("true"/"false")."""
 
 
-def volume_hostpath_match(arg: Arg) -> Extract:
-    """Whether a hostPath equals the key, or starts with it if the key ends in `*`.
+def _volume_types(found: list, _arg: Arg) -> list[str] | None:
+    # upstream dereferences the nil a volume-less array element leaves: a crash; no value
+    if MISSING in found:
+        return None
+    return [
+        k for volume in found if volume.__class__ is dict for k in volume if k != "name"
+    ] or None
 
-    The key argument doubles as index 0 (`arg_index_filter`), so only the first volume is
-    looked at. An empty key crashes upstream (slicing `arg[:-1]`): no value here.
-    """
+
+volume_types = recursive(*SPEC, "volumes", "", finish=_volume_types)
+"""Every key but `name` of every volume object."""
+
+
+def _hostpath_match(found: list, arg: Arg) -> list[str] | None:
     key = arg if isinstance(arg, str) else ""
+    if not key:
+        return None  # upstream slices `key[:-1]` and crashes: no value
     prefix = key[:-1] if key.endswith("*") else None
-    path = (*SPEC, "volumes", "hostPath", "path")
+    for host_path in strings_skip_nil(found):
+        if host_path == key or (prefix is not None and host_path.startswith(prefix)):
+            return ["true"]
+    return ["false"]
 
-    def extract(event: object) -> list[str] | None:
-        if event.__class__ is not dict or "auditID" not in event:
-            return _not_audit_event(event)
-        found = values_recursive(event, 0, path)
-        if found is None or not key:
-            return None
-        for host_path in strings_skip_nil(found):
-            if host_path == key or (prefix is not None and host_path.startswith(prefix)):
-                return ["true"]
-        return ["false"]
 
-    return extract
+volume_hostpath_match = recursive(*SPEC, "volumes", "hostPath", "path", finish=_hostpath_match)
+"""Whether a hostPath equals the key, or starts with it if the key ends in `*`.
+
+The key argument doubles as index 0 (`arg_index_filter`), so only the first volume counts.
+"""
 
 
 def uri_param(arg: Arg) -> Extract:
@@ -444,32 +388,24 @@ def target_pod_name(_arg: Arg) -> Extract:
 def subject_names(kind: str, namespaced: bool = False) -> Build:
     """Names (or `namespace:name`) of the binding subjects of one kind having them."""
 
-    def build(_arg: Arg) -> Extract:
-        def extract(event: object) -> list[str] | None:
-            if event.__class__ is not dict or "auditID" not in event:
-                return _not_audit_event(event)
-            found = values_recursive(event, None, ("requestObject", "subjects"))
-            if found is None:
-                return None
-            names = []
-            for subjects in found:
-                if subjects.__class__ is not list:
+    def finish(found: list, _arg: Arg) -> list[str] | None:
+        names = []
+        for subjects in found:
+            if subjects.__class__ is not list:
+                continue
+            for subject in subjects:
+                if subject.__class__ is not dict or subject.get("kind") != kind:
                     continue
-                for subject in subjects:
-                    if subject.__class__ is not dict or subject.get("kind") != kind:
-                        continue
-                    name = subject.get("name", MISSING)
-                    if name is MISSING:
-                        continue
-                    if not namespaced:
-                        names.append(to_string(name))
-                    elif "namespace" in subject:
-                        names.append(f"{to_string(subject['namespace'])}:{to_string(name)}")
-            return names or None
+                name = subject.get("name", MISSING)
+                if name is MISSING:
+                    continue
+                if not namespaced:
+                    names.append(to_string(name))
+                elif "namespace" in subject:
+                    names.append(f"{to_string(subject['namespace'])}:{to_string(name)}")
+        return names or None
 
-        return extract
-
-    return build
+    return recursive("requestObject", "subjects", finish=finish)
 
 
 def constant(value: str) -> Build:
