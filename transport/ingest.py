@@ -13,6 +13,7 @@ dedupes on auditID+stage. Settings, counters and the dead-letter format:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -55,6 +56,8 @@ NO_EXPIRY = -1
 DEAD_LETTER_VERSION = 1
 DEAD_LETTER_BLOB_PREFIX = f"deadletter/v{DEAD_LETTER_VERSION}/"
 _SHED_LOG_IDS = 20
+# Storage requests in flight per worker process (messages and dead letters of a batch).
+SEND_CONCURRENCY = 8
 
 # Counter keys of a Report, besides the envelope's ("delivered", "salvaged" and each
 # extractor.envelope.Reason).
@@ -137,14 +140,30 @@ class IngestSettings:
         return cls(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A queue message this invocation sent: id, events in it, visibility delay (s)."""
+
+    message_id: str
+    count: int
+    delay: int
+
+
 @dataclass(slots=True)
 class Report:
-    """What one invocation did. ``delays``: visibility delay (s) of each message sent."""
+    """What one invocation did: counters and the messages sent, in send order."""
 
     counts: Counter[str] = field(default_factory=Counter)
-    delays: list[int] = field(default_factory=list)
-    message_ids: list[str] = field(default_factory=list)
+    sent: list[SentMessage] = field(default_factory=list)
     elapsed_s: float = 0.0
+
+    @property
+    def delays(self) -> list[int]:
+        return [message.delay for message in self.sent]
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [message.message_id for message in self.sent]
 
     def line(self) -> str:
         """The one summary log line: every non-zero counter, then timing."""
@@ -196,6 +215,8 @@ class Ingestor:
         self.totals: Counter[str] = Counter()
         self.last: Report | None = None
         self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            SEND_CONCURRENCY, thread_name_prefix="ingest-send")
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> Ingestor:
@@ -264,11 +285,22 @@ class Ingestor:
             messages = pack(events)
             delays = [self._delay(message.count, counts) for message in messages]
         counts.update(batch.counts)
-        for message, delay in zip(messages, delays, strict=True):
-            self._send(message, delay, report)
-        for drop in batch.drops:
-            if drop.raw is not None:
-                self._dead_letter(drop, counts)
+        # Messages and dead letters are independent: send them concurrently, wait for all,
+        # then raise the first failure. Counters are updated here, on one thread.
+        sends = [self._pool.submit(self._send, m, d) for m, d in zip(messages, delays,
+                                                                      strict=True)]
+        letters = [self._pool.submit(self._dead_letter, drop)
+                   for drop in batch.drops if drop.raw is not None]
+        concurrent.futures.wait(sends + letters)
+        for future in sends:
+            sent, claim_checked = future.result()
+            report.sent.append(sent)
+            counts[MESSAGES] += 1
+            counts[SENT] += sent.count
+            counts[CLAIM_CHECKS] += claim_checked
+        for future in letters:
+            counts[DEAD_LETTER_CLAIM_CHECKS] += future.result()
+            counts[DEAD_LETTERED] += 1
 
     def _shed(self, events: list[AuditEvent], counts: Counter[str]) -> list[AuditEvent]:
         if self.bucket is None or self.settings.rate_limit_policy is not RatePolicy.SHED:
@@ -294,28 +326,27 @@ class Ingestor:
             delay = MAX_VISIBILITY_S
         return delay
 
-    def _send(self, message: OutgoingMessage, delay: int, report: Report) -> None:
+    def _send(self, message: OutgoingMessage, delay: int) -> tuple[SentMessage, bool]:
+        """Upload the claim-check blob, if any, then send the message that names it."""
         if message.blob is not None:
             name, data = message.blob
             self.claims.upload_blob(name, data, overwrite=True)
-            report.counts[CLAIM_CHECKS] += 1
         self.queue.send_message(message.text, visibility_timeout=delay or None,
                                 time_to_live=NO_EXPIRY)
-        report.counts[MESSAGES] += 1
-        report.counts[SENT] += message.count
-        report.delays.append(delay)
-        report.message_ids.append(message.message_id)
+        return SentMessage(message.message_id, message.count, delay), message.blob is not None
 
-    def _dead_letter(self, drop: Drop, counts: Counter[str]) -> None:
+    def _dead_letter(self, drop: Drop) -> bool:
+        """Send one dead letter; True when its record went to a claim-check blob."""
         raw = drop.raw or b""
         text = dead_letter_text(drop)
-        if len(text) > DEFAULT_MAX_MESSAGE_CHARS:
-            name = f"{DEAD_LETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
-            self.claims.upload_blob(name, raw, overwrite=True)
-            text = dead_letter_text(drop, blob=(name, hashlib.sha256(raw).hexdigest(), len(raw)))
-            counts[DEAD_LETTER_CLAIM_CHECKS] += 1
+        if len(text) <= DEFAULT_MAX_MESSAGE_CHARS:
+            self.deadletter.send_message(text, time_to_live=NO_EXPIRY)
+            return False
+        name = f"{DEAD_LETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
+        self.claims.upload_blob(name, raw, overwrite=True)
+        text = dead_letter_text(drop, blob=(name, hashlib.sha256(raw).hexdigest(), len(raw)))
         self.deadletter.send_message(text, time_to_live=NO_EXPIRY)
-        counts[DEAD_LETTERED] += 1
+        return True
 
     def _finish(self, report: Report, started: float) -> None:
         report.elapsed_s = time.perf_counter() - started
