@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -84,30 +85,66 @@ class QueueMode:
                                       maximum=32)
 
 
+# Shapes checked at init, so a typo fails plugin_init instead of a background retry loop.
+# (JSON schema `pattern`; `expect` words the error. Secret values are never echoed.)
+_EH_NAME = (r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$",
+            "an Event Hub name (letters, digits, '.', '_', '-')")
+_EH_CONN = (r"(?i)^(?=.*(^|;)\s*Endpoint=sb://[^;/]+)"
+            r"(?=.*(^|;)\s*(SharedAccessKey|SharedAccessSignature)=).*$",
+            "an Event Hubs connection string: Endpoint=sb://NAMESPACE.servicebus.windows.net/;"
+            "SharedAccessKeyName=...;SharedAccessKey=...")
+_EH_FQNS = (r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?$",
+            "a host name such as NAMESPACE.servicebus.windows.net (no scheme, no path)")
+_BLOB_CONN = (r"(?i)^(?=.*(^|;)\s*(AccountName|BlobEndpoint|UseDevelopmentStorage)=)"
+              r"[^;=]+=[^;]*(;[^;=]+=[^;]*)*;?$",
+              "a storage connection string: DefaultEndpointsProtocol=https;AccountName=...;"
+              "AccountKey=...;EndpointSuffix=core.windows.net")
+_URL = (r"^https?://[^/\s]+/?$", "an account URL such as https://ACCOUNT.blob.core.windows.net")
+_CONTAINER = (r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+              "a blob container name: 3-63 lower-case letters, digits and single hyphens")
+
+
+def _shape(rule: tuple[str, str]) -> dict[str, str]:
+    return {"pattern": rule[0], "expect": rule[1]}
+
+
 @dataclass(frozen=True)
 class EventHubMode:
     """Read the Event Hub directly, checkpointing in a blob container (Go plugin's mode)."""
 
-    keys: ClassVar[tuple[str, ...]] = ("event_hub_name",)
-    event_hub_name: str = _opt(None, "Event Hub the diagnostic settings stream to.")
+    # Any of these selects the mode, so a seed config with a mistyped event_hub_name fails
+    # init naming the key instead of falling back to file replay.
+    keys: ClassVar[tuple[str, ...]] = (
+        "event_hub_name", "event_hub_namespace_connection_string",
+        "event_hub_fully_qualified_namespace", "blob_storage_connection_string",
+        "blob_storage_account_url", "blob_storage_container_name",
+    )
+    event_hub_name: str = _opt(None, "Event Hub the diagnostic settings stream to.",
+                               **_shape(_EH_NAME))
     event_hub_namespace_connection_string: str | None = _opt(
         None, "Event Hubs namespace connection string (or use "
         "event_hub_fully_qualified_namespace with Azure identity).", secret=True,
+        **_shape(_EH_CONN),
     )
     event_hub_fully_qualified_namespace: str | None = _opt(
-        None, "NAMESPACE.servicebus.windows.net, authenticated with DefaultAzureCredential."
+        None, "NAMESPACE.servicebus.windows.net, authenticated with DefaultAzureCredential.",
+        **_shape(_EH_FQNS),
     )
     consumer_group: str = _opt(
-        "$Default", "Consumer group; use a dedicated one (the Bicep creates 'falco') so the "
-        "Functions trigger and Falco do not steal each other's partitions.",
+        "$Default", "Consumer group (the Go plugin's fixed $Default is the default). Give "
+        "Falco its own group, not $Default nor the ingest function's k8saudit-function, so "
+        "two readers do not steal each other's partitions.",
     )
     blob_storage_connection_string: str | None = _opt(
-        None, "Storage connection string for the checkpoint container.", secret=True
+        None, "Storage connection string for the checkpoint container.", secret=True,
+        **_shape(_BLOB_CONN),
     )
     blob_storage_account_url: str | None = _opt(
-        None, "https://ACCOUNT.blob.core.windows.net for checkpoints, with Azure identity."
+        None, "https://ACCOUNT.blob.core.windows.net for checkpoints, with Azure identity.",
+        **_shape(_URL),
     )
-    blob_storage_container_name: str = _opt(None, "Blob container holding checkpoints.")
+    blob_storage_container_name: str = _opt(None, "Blob container holding checkpoints.",
+                                            **_shape(_CONTAINER))
 
 
 MODES: tuple[type, ...] = (QueueMode, EventHubMode)
@@ -146,9 +183,13 @@ def _check(cls: type, raw: dict[str, Any], required: bool) -> Any:
         }[kind]
         if not ok:
             shown = "<redacted>" if f.metadata.get("secret") else json.dumps(value)[:80]
-            raise ConfigError(f"init_config.{f.name} must be a {kind}, got {shown}")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise ConfigError(f"init_config.{f.name} must be {article} {kind}, got {shown}")
         if kind == "string" and not value:
             raise ConfigError(f"init_config.{f.name} must not be empty")
+        if "pattern" in f.metadata and not re.search(f.metadata["pattern"], value):
+            got = "" if f.metadata.get("secret") else f", got {json.dumps(value)[:80]}"
+            raise ConfigError(f"init_config.{f.name} must be {f.metadata['expect']}{got}")
         low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ConfigError(
@@ -172,22 +213,32 @@ def parse_config(text: str) -> Config:
             raise ConfigError("init_config must be a JSON object")
     present = [m for m in MODES if any(k in raw for k in m.keys)]
     if len(present) > 1:
+        found = "; ".join(
+            f"{m.__name__}: {', '.join(k for k in m.keys if k in raw)}" for m in present
+        )
         raise ConfigError(
             "init_config mixes modes: set either queue_name (Storage Queue) or event_hub_name "
-            "(Event Hub), not both"
+            f"(Event Hub) with their keys, not both (found {found})"
         )
     mode = _check(present[0], raw, required=True) if present else None
     if isinstance(mode, QueueMode) and not (mode.queue_connection_string or mode.queue_account_url):
         raise ConfigError("init_config needs queue_connection_string or queue_account_url")
     if isinstance(mode, EventHubMode):
-        if not (mode.event_hub_namespace_connection_string
-                or mode.event_hub_fully_qualified_namespace):
-            raise ConfigError("init_config needs event_hub_namespace_connection_string or "
-                              "event_hub_fully_qualified_namespace")
-        if not (mode.blob_storage_connection_string or mode.blob_storage_account_url):
-            raise ConfigError("init_config needs blob_storage_connection_string or "
-                              "blob_storage_account_url (checkpoints)")
+        _one_of(mode, "event_hub_namespace_connection_string",
+                "event_hub_fully_qualified_namespace", "the Event Hub")
+        _one_of(mode, "blob_storage_connection_string", "blob_storage_account_url",
+                "the checkpoint container")
     return Config(common=_check(Common, raw, required=False), mode=mode)
+
+
+def _one_of(mode: Any, secret_key: str, identity_key: str, what: str) -> None:
+    """Exactly one way to reach `what`: a connection string or a name for Azure identity."""
+    given = [k for k in (secret_key, identity_key) if getattr(mode, k)]
+    if len(given) != 1:
+        raise ConfigError(
+            f"init_config needs {secret_key} or {identity_key} for {what}, "
+            f"{'not both' if given else 'got neither'}"
+        )
 
 
 def init_schema() -> str:
@@ -202,7 +253,7 @@ def init_schema() -> str:
                 else f.default
             if default is not None:
                 prop["default"] = default
-            for bound in ("minimum", "maximum"):
+            for bound in ("minimum", "maximum", "pattern"):
                 if bound in f.metadata:
                     prop[bound] = f.metadata[bound]
             props[f.name] = prop

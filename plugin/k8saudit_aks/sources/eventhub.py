@@ -1,0 +1,456 @@
+"""Read AKS diagnostic logs straight from the Event Hub: the Go k8saudit-aks plugin's mode.
+
+Three threads share an instance:
+
+- `receiver` runs `EventHubConsumerClient.receive_batch`, the SDK's event processor
+  (partition ownership and checkpoints in the blob container). Its callback turns each Event
+  Hub message into audit events with `extractor.envelope` (the ingest function's
+  normalization) and puts one `_Message` into a bounded queue. A full queue blocks the
+  callback: backpressure, nothing dropped. A malformed message becomes a message with no
+  events (skipped and counted); its partition goes on.
+- Falco's thread runs `next_batch` and never touches the network: it hands over queued
+  events within the token bucket, or raises `Timeout` when none is ready.
+- `housekeeper` writes checkpoints, logs an error line at least every 30 s while the hub is
+  unreachable, and the periodic stats line.
+
+Checkpoint protocol: a message is *handed* when the last of its events went out in a batch.
+Falco calls `next_batch` again only after consuming the previous batch, so each call first
+marks the messages handed in the previous call *delivered* and offers the newest delivered
+message of each partition to the housekeeper, which calls `update_checkpoint` with it (one
+blob metadata write; the store's clients may be used from any thread). A checkpoint never
+passes an event Falco has not consumed. After a crash the undelivered tail is read again:
+at-least-once, and the dedupe window absorbs what it still remembers.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
+from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+
+from extractor.envelope import Deduper, Reason, parse_documents
+from extractor.ratelimit import TokenBucket
+from plugin.k8saudit_aks.config import Common, EventHubMode
+from plugin.k8saudit_aks.redact import redact
+from plugin.k8saudit_aks.stats import Stats
+from plugin.sdk import Event, Instance, PluginError, Timeout
+from transport.clients import container_client, default_credential
+
+log = logging.getLogger("k8saudit-aks.eventhub")
+
+MAX_BATCH = 256              # events per next_batch
+POLL_WAIT_S = 0.05           # longest next_batch waits for data or tokens
+QUEUE_MESSAGES = 64          # messages parsed ahead of Falco (an Event Hub message <= 1 MB)
+PREFETCH = 64                # messages the AMQP link buffers per partition
+MESSAGES_PER_CALLBACK = 16
+RECEIVE_WAIT_S = 5.0         # an idle owned partition still calls back this often
+LOAD_BALANCING_S = 10.0      # partition claim/renew cadence; ownership expires after 6x
+CHECKPOINT_EVERY_S = 5.0
+ERROR_LINE_EVERY_S = 30.0    # while unreachable: one error line at least this often
+TICK_S = 0.2                 # housekeeper cadence, and the longest a blocked put waits
+BACKOFF_S = (0.5, 30.0)      # pause after the first failure, doubling up to the second
+START_LOOKBACK_S = 60.0      # no checkpoint yet: start this long before open (clock skew)
+IDLE_NAP_S = 0.05
+SDK_RETRIES = 2              # the SDK's own quick retries (0.8 s, 1.6 s) before on_error
+CLOSE_TIMEOUT_S = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class _Message:
+    """One Event Hub message between the receive callback and its checkpoint."""
+
+    partition: PartitionContext
+    event: EventData         # what update_checkpoint records (offset, sequence number)
+    events: list[Event]      # its audit events, in order
+    sent: int = 0            # how many went out (Falco's thread only)
+
+
+def body_bytes(event: EventData) -> bytes:
+    """An Event Hub message body as bytes (a data body may come in several sections)."""
+    body = event.body
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    try:
+        return b"".join(bytes(section) for section in body)
+    except TypeError:
+        return event.body_as_str(encoding="utf-8").encode()
+
+
+def build_client(mode: EventHubMode, store: BlobCheckpointStore) -> EventHubConsumerClient:
+    """The consumer client, from a connection string or the namespace + Azure identity.
+    Builds only: no network call happens before `receive_batch`."""
+    options: dict[str, Any] = {"checkpoint_store": store, "retry_total": SDK_RETRIES,
+                               "load_balancing_interval": LOAD_BALANCING_S}
+    if mode.event_hub_namespace_connection_string:
+        try:
+            return EventHubConsumerClient.from_connection_string(
+                mode.event_hub_namespace_connection_string, mode.consumer_group,
+                eventhub_name=mode.event_hub_name, **options,
+            )
+        except ValueError as exc:
+            raise PluginError("init_config.event_hub_namespace_connection_string: "
+                              f"{redact(str(exc))}") from None
+    return EventHubConsumerClient(
+        mode.event_hub_fully_qualified_namespace, mode.event_hub_name, mode.consumer_group,
+        credential=default_credential(), **options,
+    )
+
+
+def build_store(mode: EventHubMode) -> BlobCheckpointStore:
+    container = mode.blob_storage_container_name
+    try:
+        if mode.blob_storage_connection_string:
+            return BlobCheckpointStore.from_connection_string(
+                mode.blob_storage_connection_string, container)
+        return BlobCheckpointStore(mode.blob_storage_account_url, container,
+                                   credential=default_credential())
+    except ValueError as exc:
+        key = ("blob_storage_connection_string" if mode.blob_storage_connection_string
+               else "blob_storage_account_url")
+        raise PluginError(f"init_config.{key}: {redact(str(exc))}") from None
+
+
+class _Checkpoints:
+    """The newest delivered message per partition, until the housekeeper writes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[str, tuple[PartitionContext, EventData]] = {}
+        self._written: dict[str, int] = {}
+
+    def offer(self, partition: PartitionContext, event: EventData) -> None:
+        with self._lock:
+            self._due[partition.partition_id] = (partition, event)
+
+    def flush(self) -> int:
+        """Write what is due; return how many checkpoints were written. A failed write
+        stays due (unless a newer one arrived) and the error propagates."""
+        with self._lock:
+            due, self._due = list(self._due.items()), {}
+        written = 0
+        for i, (pid, (partition, event)) in enumerate(due):
+            seq = event.sequence_number if event.sequence_number is not None else -1
+            if self._written.get(pid, -2) >= seq:
+                continue  # never move a checkpoint back (e.g. after a partition restart)
+            try:
+                partition.update_checkpoint(event)
+            except Exception:
+                with self._lock:
+                    for later_pid, item in due[i:]:
+                        self._due.setdefault(later_pid, item)
+                raise
+            self._written[pid] = seq
+            written += 1
+        return written
+
+    def written(self) -> dict[str, int]:
+        return dict(self._written)
+
+
+class _NappingDict(dict):
+    """The sync `EventProcessor.start` loop (azure-eventhub 5.x) iterates its consumers
+    without a pause; with no partition claimed (hub unreachable, or every partition owned
+    by another reader) it spins a core and competes with Falco's thread for the GIL. This
+    dict, swapped in for `_consumers`, naps in `items()` while empty."""
+
+    def items(self):  # type: ignore[override]
+        if not self:
+            time.sleep(IDLE_NAP_S)
+        return super().items()
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs every log record (the Azure SDK's included) before a handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = record.exc_text = None
+        record.msg, record.args = redact(text), ()
+        return True
+
+
+def install_log_redaction() -> None:
+    """Every root handler scrubs secrets; the chatty Azure SDK logs warnings and up only
+    (unless someone set its level), and its per-error warnings duplicate our lines."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
+    azure = logging.getLogger("azure")
+    if azure.level == logging.NOTSET:
+        azure.setLevel(logging.WARNING)
+    processor = logging.getLogger("azure.eventhub._eventprocessor")
+    if processor.level == logging.NOTSET:
+        processor.setLevel(logging.ERROR)
+
+
+class EventHubInstance(Instance):
+    def __init__(
+        self, mode: EventHubMode, common: Common, cluster: str | None = None, *,
+        connect: Callable[[EventHubMode, BlobCheckpointStore], EventHubConsumerClient]
+        = build_client,
+    ) -> None:
+        install_log_redaction()
+        self.mode, self.common, self.cluster = mode, common, cluster
+        self.where = f"{mode.event_hub_name} (consumer group {mode.consumer_group})"
+        self.store = build_store(mode)
+        self.client = connect(mode, self.store)
+        self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds)
+        for key in ("messages", "received", "delivered", "deduplicated", "checkpoints",
+                    "errors"):
+            self.stats.add(key, 0)  # the stats line shows them from the start
+        self.bucket = TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
+        self.deduper = Deduper(max(1, common.dedupe_window))
+        self.checkpoints = _Checkpoints()
+        self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
+        self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)
+        self._pending: collections.deque[_Message] = collections.deque()
+        self._handed: list[_Message] = []
+        self._closed = threading.Event()
+        self._lock = threading.Lock()        # stats and the health fields below
+        self._last_contact = time.monotonic()
+        self._failures = 0
+        self._last_error = ""
+        self._last_error_line = float("-inf")
+        self._threads = [
+            threading.Thread(target=self._receive_forever, name="eventhub-receiver",
+                             daemon=True),
+            threading.Thread(target=self._housekeep, name="eventhub-housekeeper",
+                             daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info("reading Event Hub %s, checkpoints in container %s", self.where,
+                 mode.blob_storage_container_name)
+
+    # -- Falco's thread ----------------------------------------------------------------
+
+    def next_batch(self) -> Sequence[Event]:
+        for message in self._handed:  # Falco consumed the previous batch: delivered
+            self.checkpoints.offer(message.partition, message.event)
+        self._handed.clear()
+        self._drain(wait=not self._pending)
+        events = self._take()
+        if not events:
+            raise Timeout
+        with self._lock:
+            self.stats.add("delivered", len(events))
+        return events
+
+    def _drain(self, wait: bool) -> None:
+        try:
+            self._pending.append(self._queue.get(timeout=POLL_WAIT_S) if wait
+                                 else self._queue.get_nowait())
+            while True:
+                self._pending.append(self._queue.get_nowait())
+        except queue.Empty:
+            return
+
+    def _take(self) -> list[Event]:
+        """Events from the head of the pending messages, as many as the bucket grants; the
+        excess stays queued. Messages whose last event went out move to `_handed`."""
+        wanted = min(MAX_BATCH, sum(len(m.events) - m.sent for m in self._pending))
+        granted = self.bucket.grant(wanted) if wanted else 0
+        if wanted and not granted:
+            time.sleep(min(POLL_WAIT_S, self.bucket.wait_time(1)))
+            granted = self.bucket.grant(wanted)
+        out: list[Event] = []
+        while self._pending:
+            message = self._pending[0]
+            end = min(len(message.events), message.sent + granted - len(out))
+            out.extend(message.events[message.sent:end])
+            message.sent = end
+            if end < len(message.events):
+                break
+            self._handed.append(self._pending.popleft())
+        return out
+
+    # -- receiver thread -----------------------------------------------------------------
+
+    def _receive_forever(self) -> None:
+        while not self._closed.is_set():
+            self._ensure_container()
+            try:
+                self.client.receive_batch(
+                    on_event_batch=self._on_batch, on_error=self._on_error,
+                    on_partition_initialize=self._on_claimed,
+                    on_partition_close=self._on_released,
+                    max_batch_size=MESSAGES_PER_CALLBACK, max_wait_time=RECEIVE_WAIT_S,
+                    prefetch=PREFETCH, starting_position=self.start_at,
+                )
+                if self._closed.is_set():
+                    return
+                raise RuntimeError("receive_batch returned")
+            except Exception as exc:
+                if self._closed.is_set():
+                    return
+                self._closed.wait(self._failed("receive", exc))
+
+    def _ensure_container(self) -> None:
+        """Create the checkpoint container if missing (the Bicep does; Azurite does not).
+        Best effort: lacking the right to create is fine when it exists."""
+        mode = self.mode
+        try:
+            container_client(mode.blob_storage_container_name,
+                             connection_string=mode.blob_storage_connection_string,
+                             account_url=mode.blob_storage_account_url).create_container()
+        except Exception as exc:
+            log.debug("checkpoint container not created: %s", redact(str(exc))[:200])
+
+    def _on_batch(self, partition: PartitionContext, batch: list[EventData]) -> None:
+        self._contact()
+        for event in batch:
+            message = self._parse(partition, event)
+            while True:
+                try:
+                    self._queue.put(message, timeout=TICK_S)
+                    break
+                except queue.Full:  # Falco is behind: wait, the partition waits with us
+                    if self._closed.is_set():
+                        return
+                    self._contact()
+
+    def _parse(self, partition: PartitionContext, event: EventData) -> _Message:
+        try:
+            documents = [body_bytes(event)]
+        except Exception as exc:  # an AMQP body we cannot read: skip it, keep going
+            log.debug("partition %s: unreadable body: %s", partition.partition_id, exc)
+            documents = [b""]
+        batch = parse_documents(documents, categories=self.common.accepted_categories,
+                                fallback_cluster=self.cluster, deduper=self.deduper)
+        now_ns = time.time_ns()
+        events: list[Event] = []
+        with self._lock:
+            self.stats.add("messages")
+            self.stats.received(len(batch.events))
+            for drop in batch.drops:
+                if drop.reason is Reason.DUPLICATE:
+                    self.stats.add("deduplicated")
+                else:
+                    self.stats.skipped(drop.reason)
+                    log.debug("partition %s seq %s: skipped (%s): %s", partition.partition_id,
+                              event.sequence_number, drop.reason, drop.detail[:200])
+            for audit in batch.events:
+                if len(audit.data) > self.common.max_event_size:
+                    self.stats.skipped("too_large")
+                else:
+                    events.append(Event(audit.data, audit.timestamp_ns or now_ns))
+        return _Message(partition, event, events)
+
+    def _on_error(self, partition: PartitionContext | None, error: Exception) -> None:
+        where = f"partition {partition.partition_id}" if partition else "load balancing"
+        pause = self._failed(where, error)
+        if partition is not None:  # the receive loop's thread: pace the reconnect
+            self._closed.wait(pause)
+
+    def _on_claimed(self, partition: PartitionContext) -> None:
+        log.info("claimed partition %s of %s", partition.partition_id, self.where)
+
+    def _on_released(self, partition: PartitionContext, reason: Any) -> None:
+        log.info("released partition %s of %s (%s)", partition.partition_id, self.where,
+                 getattr(reason, "name", reason))
+
+    def _contact(self) -> None:
+        with self._lock:
+            self._last_contact = time.monotonic()
+            if self._failures:
+                log.warning("Event Hub %s reachable again after %d errors", self.where,
+                            self._failures)
+                self._failures = 0
+
+    def _failed(self, where: str, error: BaseException) -> float:
+        """Record a failure; return the backoff before the next attempt."""
+        text = redact(f"{where}: {type(error).__name__}: {error}".splitlines()[0])[:400]
+        with self._lock:
+            self._failures += 1
+            self._last_error = text
+            self.stats.add("errors")
+            first, longest = BACKOFF_S
+            pause = min(longest, first * 2 ** (self._failures - 1))
+        return pause * random.uniform(0.8, 1.2)
+
+    # -- housekeeper thread ------------------------------------------------------------
+
+    def _housekeep(self) -> None:
+        next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
+        while not self._closed.wait(TICK_S):
+            self._throttle_idle_loop()
+            now = time.monotonic()
+            if now >= next_checkpoint:
+                next_checkpoint = now + CHECKPOINT_EVERY_S
+                self.flush_checkpoints()
+            self._health(now)
+            with self._lock:
+                self.stats.maybe_report()
+
+    def flush_checkpoints(self) -> int:
+        try:
+            written = self.checkpoints.flush()
+        except Exception as exc:
+            self._failed("checkpoint", exc)
+            return 0
+        if written:
+            with self._lock:
+                self.stats.add("checkpoints", written)
+        return written
+
+    def _health(self, now: float) -> None:
+        with self._lock:
+            failures, error = self._failures, self._last_error
+            silent = now - self._last_contact
+            since_receive = now - self.stats.last_receive
+        if not failures and silent < ERROR_LINE_EVERY_S:
+            return
+        if now - self._last_error_line < ERROR_LINE_EVERY_S:
+            return
+        self._last_error_line = now
+        if failures:
+            log.error("Event Hub %s unreachable: %s; %.0f s since last receive, %d errors, "
+                      "retrying with backoff", self.where, error, since_receive, failures)
+        else:
+            log.error("Event Hub %s: no partition has answered for %.0f s (all owned by "
+                      "other readers of this consumer group?); %.0f s since last receive",
+                      self.where, silent, since_receive)
+
+    def _throttle_idle_loop(self) -> None:
+        processors = getattr(self.client, "_event_processors", None) or {}
+        for processor in list(processors.values()):
+            consumers, lock = getattr(processor, "_consumers", None), getattr(
+                processor, "_lock", None)
+            if type(consumers) is dict and lock is not None:
+                with lock:
+                    processor._consumers = _NappingDict(processor._consumers)
+
+    # -- close ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop receiving, then checkpoint what Falco consumed. The last batch handed over
+        is not counted as consumed (Falco may stop mid-batch): it is read again next time."""
+        self._closed.set()
+        try:
+            self.client.close()
+        except Exception as exc:
+            log.warning("closing the Event Hub client: %s", redact(str(exc))[:300])
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.flush_checkpoints()
+        try:
+            self.store.close()
+        except Exception:
+            log.debug("closing the checkpoint store failed", exc_info=True)
+        with self._lock:
+            log.info("%s", self.stats.line())
