@@ -47,7 +47,7 @@ test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-run: $(LIB) node_modules/.installed
+run: $(LIB) $(HOST) node_modules/.installed
 	$(PY) -m scripts.run_local
 
 bench: $(LIB)
