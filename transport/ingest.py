@@ -182,7 +182,7 @@ def dead_letter_text(drop: Drop, *, blob: tuple[str, str, int] | None = None) ->
         "id": uuid.uuid4().hex,
         "source": "ingest",
         "reason": str(drop.reason),
-        "detail": drop.detail,
+        "detail": drop.detail[:2000],
     }
     if blob is None:
         letter["raw"] = base64.b64encode(drop.raw or b"").decode("ascii")

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -334,17 +335,20 @@ def test_storage_outage_raises_and_the_retry_delivers_everything(
     events = hub_events(bodies)
     queue = app.ingestor.queue
     real_send = queue.send_message
-    sent = 0
+    calls = 0
+    lock = threading.Lock()
 
-    def send_then_fail(*args: Any, **kwargs: Any) -> Any:
-        nonlocal sent
-        result = real_send(*args, **kwargs)  # reaches Azurite
-        sent += 1
-        if sent == 2:
-            app.azurite.stop()  # the outage starts mid-invocation
-        return result
+    def outage_after_two_sends(*args: Any, **kwargs: Any) -> Any:
+        """Two messages reach Azurite, then it goes down (sends run on several threads:
+        the lock orders them)."""
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == 3:
+                app.azurite.stop()
+            return real_send(*args, **kwargs)
 
-    queue.send_message = send_then_fail  # type: ignore[method-assign]
+    queue.send_message = outage_after_two_sends  # type: ignore[method-assign]
     try:
         with pytest.raises(AzureError):
             app(events)
