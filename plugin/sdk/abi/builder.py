@@ -31,7 +31,6 @@ int32_t sdkpy_next_batch(void *py, void *ipy, void *inst);
 int32_t sdkpy_list_open_params(void *py, void *st);
 int32_t sdkpy_progress(void *py, void *ipy, void *inst, uint32_t *pct);
 int32_t sdkpy_event_to_string(void *py, void *st, const char *data, uint32_t len);
-int32_t sdkpy_extract(void *py, void *st, const char *data, uint32_t len, uint64_t evtnum);
 """
 
 # The C helpers of glue.c that runtime.py calls.
@@ -44,8 +43,7 @@ int32_t sdk_set_batch(void *inst, const char *blob, size_t len, uint32_t n);
 uint32_t sdk_slot_count(void *st);
 void sdk_slot_key(void *st, uint32_t i, uint32_t *field_id, uint32_t *arg_present,
                   uint64_t *arg_index, const char **arg_key);
-int32_t sdk_store_results(void *st, uint32_t n, const int32_t *counts, const char *strings,
-                          size_t len);
+void sdk_set_bound(void *st, void *bound);
 """
 
 

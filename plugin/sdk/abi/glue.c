@@ -3,9 +3,11 @@
  *
  * Why C and not Python for these: entering Python through cffi costs about 0.7 us per call,
  * while Falco asks for one field per call, dozens of times per event. So plugin info is
- * baked in at build time, and extraction is served from a per-event table that Python fills
- * with one call per event (for every field/argument pair asked so far). Everything else
- * (init, open, next_batch, ...) enters Python once per call.
+ * baked in at build time, and extraction is served from a per-event table: on the first
+ * request for an event, C parses it once and calls every compiled field function (one per
+ * field/argument pair asked so far) through the CPython API, keeping the returned strings
+ * alive until the next event; the other requests of that event are table look-ups.
+ * Everything else (init, open, next_batch, ...) enters Python through cffi once per call.
  *
  * The build prepends the SDK_* constants (plugin identity, fields JSON, init schema and the
  * Python search path relative to this library) before this file.
@@ -32,7 +34,6 @@ int32_t sdkpy_next_batch(void *py, void *ipy, void *inst);
 int32_t sdkpy_list_open_params(void *py, void *st);
 int32_t sdkpy_progress(void *py, void *ipy, void *inst, uint32_t *pct);
 int32_t sdkpy_event_to_string(void *py, void *st, const char *data, uint32_t len);
-int32_t sdkpy_extract(void *py, void *st, const char *data, uint32_t len, uint64_t evtnum);
 
 /* A growable byte buffer: one per string-returning function per handle, so a returned
  * pointer stays valid until the next call of the same function. */
@@ -90,11 +91,17 @@ typedef struct {
 	uint32_t nheads;
 	uint64_t evtnum;
 	uint32_t ncomputed; /* slots whose result is valid for evtnum */
+	int computed;       /* evtnum went through sdk_compute */
+	int unparsable;     /* ... and its payload did not parse: every field fails */
 	sdk_result *results;
-	sdk_buf strings;
-	const char **str_values;
+	const char **str_values; /* UTF-8 of the str objects held below */
 	uint64_t *u64_values;
 	size_t nvalues_cap;
+	/* the Python side (runtime._Bound): its parse function and compiled field functions */
+	PyObject *bound;
+	PyObject *parse;
+	PyObject *fns;
+	PyObject **held; /* per slot: the list returned for the current event (owned) */
 } sdk_state;
 
 typedef struct {
@@ -234,41 +241,133 @@ void sdk_slot_key(void *stp, uint32_t i, uint32_t *field_id, uint32_t *arg_prese
 	*arg_key = s->arg_key;
 }
 
-/* Stores one event's results for slots [0, n): counts[i] values each (-1 = failure), taken
- * in order from `strings`, a run of NUL-terminated UTF-8 strings. */
-int32_t sdk_store_results(void *stp, uint32_t n, const int32_t *counts, const char *strings,
-                          size_t len) {
+/* Python hands over its per-state object (runtime._Bound) once, from plugin_init: C keeps
+ * strong references to it, to its parse function and to its list of field functions.
+ * (cffi releases the GIL around calls into C: take it back.) */
+void sdk_set_bound(void *stp, void *bound) {
 	sdk_state *st = stp;
-	if (n > st->nslots) return -1;
-	size_t total = 0;
-	for (uint32_t i = 0; i < n; i++)
-		if (counts[i] > 0) total += (size_t)counts[i];
-	if (total > st->nvalues_cap) {
-		size_t cap = st->nvalues_cap ? st->nvalues_cap : 64;
-		while (cap < total) cap *= 2;
-		const char **sv = realloc(st->str_values, cap * sizeof *sv);
-		if (!sv) return -1;
-		st->str_values = sv;
-		uint64_t *uv = realloc(st->u64_values, cap * sizeof *uv);
-		if (!uv) return -1;
-		st->u64_values = uv;
-		st->nvalues_cap = cap;
+	PyGILState_STATE gil = PyGILState_Ensure();
+	st->bound = bound;
+	Py_INCREF(st->bound);
+	st->parse = PyObject_GetAttrString(st->bound, "parse");
+	st->fns = PyObject_GetAttrString(st->bound, "fns");
+	if (st->parse == Py_None) Py_CLEAR(st->parse);
+	PyErr_Clear();
+	PyGILState_Release(gil);
+}
+
+static void sdk_release_held(sdk_state *st) {
+	for (uint32_t i = 0; i < st->ncomputed; i++) Py_CLEAR(st->held[i]);
+	st->ncomputed = 0;
+}
+
+static int sdk_grow_values(sdk_state *st, size_t need) {
+	if (need <= st->nvalues_cap) return 0;
+	size_t cap = st->nvalues_cap ? st->nvalues_cap : 256;
+	while (cap < need) cap *= 2;
+	const char **sv = realloc(st->str_values, cap * sizeof *sv);
+	if (!sv) return -1;
+	st->str_values = sv;
+	uint64_t *uv = realloc(st->u64_values, cap * sizeof *uv);
+	if (!uv) return -1;
+	st->u64_values = uv;
+	st->nvalues_cap = cap;
+	return 0;
+}
+
+/* The message of the pending Python exception, through the plugin's redaction. */
+static void sdk_error_from_python(sdk_state *st) {
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	PyObject *text = value ? PyObject_CallMethod(st->bound, "describe", "O", value) : NULL;
+	const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
+	if (msg) sdk_set_error_n(st, msg, strlen(msg));
+	else sdk_set_error_n(st, "extraction failed", 17);
+	Py_XDECREF(text);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	PyErr_Clear();
+}
+
+/* One event: parse it once, call every field function, keep what they return. A failing
+ * field fails only itself (count -1); a failing parse fails the whole event. */
+static ss_plugin_rc sdk_compute(sdk_state *st, const char *data, uint32_t len) {
+	PyGILState_STATE gil = PyGILState_Ensure();
+	ss_plugin_rc rc = SS_PLUGIN_SUCCESS;
+	sdk_release_held(st);
+	if (!st->parse || !st->fns) {
+		sdk_set_error_n(st, "plugin does not extract fields", 30);
+		rc = SS_PLUGIN_FAILURE;
+		goto out;
 	}
-	if (sdk_buf_set(&st->strings, strings, len) != 0) return -1;
-	const char *p = st->strings.p, *end = st->strings.p + len;
-	uint32_t v = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		st->results[i].count = counts[i];
-		st->results[i].first = v;
-		for (int32_t k = 0; k < counts[i]; k++, v++) {
-			if (p >= end) return -1;
-			st->str_values[v] = p;
-			if (st->slots[i].ftype == FTYPE_UINT64) st->u64_values[v] = strtoull(p, NULL, 10);
-			p += strlen(p) + 1;
+	if (PyList_GET_SIZE(st->fns) < (Py_ssize_t)st->nslots) {
+		PyObject *r = PyObject_CallMethod(st->bound, "compile_slots", "I", st->nslots);
+		Py_XDECREF(r);
+		if (!r || PyList_GET_SIZE(st->fns) < (Py_ssize_t)st->nslots) {
+			sdk_error_from_python(st);
+			rc = SS_PLUGIN_FAILURE;
+			goto out;
 		}
 	}
-	st->ncomputed = n;
-	return 0;
+	PyObject *bytes = PyBytes_FromStringAndSize(data, len);
+	PyObject *doc = bytes ? PyObject_CallOneArg(st->parse, bytes) : NULL;
+	Py_XDECREF(bytes);
+	if (!doc) {
+		st->unparsable = 1;
+		sdk_error_from_python(st);
+		rc = SS_PLUGIN_FAILURE;
+		goto out;
+	}
+	size_t v = 0;
+	int failed = 0;
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		sdk_result *res = &st->results[i];
+		PyObject *got = PyObject_CallOneArg(PyList_GET_ITEM(st->fns, i), doc);
+		st->held[i] = got;
+		st->ncomputed = i + 1;
+		res->first = (uint32_t)v;
+		res->count = 0;
+		if (!got) {
+			res->count = -1;
+			if (!failed++) sdk_error_from_python(st);
+			PyErr_Clear();
+			continue;
+		}
+		if (got == Py_None) continue;
+		if (!PyList_Check(got)) {
+			res->count = -1;
+			continue;
+		}
+		Py_ssize_t n = PyList_GET_SIZE(got);
+		if (sdk_grow_values(st, v + (size_t)n) != 0) {
+			res->count = -1;
+			continue;
+		}
+		for (Py_ssize_t k = 0; k < n; k++) {
+			/* UTF-8 cached in the str object: valid while `got` is held. A NUL inside a
+			 * value ends it, as any C string. */
+			const char *utf8 = PyUnicode_Check(PyList_GET_ITEM(got, k))
+				? PyUnicode_AsUTF8(PyList_GET_ITEM(got, k)) : NULL;
+			if (!utf8) {
+				PyErr_Clear();
+				res->count = -1;
+				break;
+			}
+			st->str_values[v + (size_t)k] = utf8;
+			if (st->slots[i].ftype == FTYPE_UINT64)
+				st->u64_values[v + (size_t)k] = strtoull(utf8, NULL, 10);
+		}
+		if (res->count == 0) {
+			res->count = (int32_t)n;
+			v += (size_t)n;
+		}
+	}
+	Py_DECREF(doc);
+out:
+	PyGILState_Release(gil);
+	return rc;
 }
 
 /* ---- plugin info: static, no Python ---- */
@@ -300,8 +399,9 @@ ss_plugin_t *plugin_init(const ss_plugin_init_input *in, ss_plugin_rc *rc) {
 	}
 	st->results = calloc(SDK_MAX_SLOTS, sizeof *st->results);
 	st->slots = calloc(SDK_MAX_SLOTS, sizeof *st->slots);
+	st->held = calloc(SDK_MAX_SLOTS, sizeof *st->held);
 	sdk_boot();
-	if (!st->results || !st->slots) {
+	if (!st->results || !st->slots || !st->held) {
 		sdk_set_error_n(st, "out of memory", 13);
 		*rc = SS_PLUGIN_FAILURE;
 		return st;
@@ -321,14 +421,22 @@ ss_plugin_t *plugin_init(const ss_plugin_init_input *in, ss_plugin_rc *rc) {
 void plugin_destroy(ss_plugin_t *s) {
 	sdk_state *st = s;
 	if (!st) return;
+	if (st->bound) {
+		PyGILState_STATE gil = PyGILState_Ensure();
+		sdk_release_held(st);
+		Py_CLEAR(st->fns);
+		Py_CLEAR(st->parse);
+		Py_CLEAR(st->bound);
+		PyGILState_Release(gil);
+	}
 	if (st->py) sdkpy_destroy(st->py);
 	for (uint32_t i = 0; i < st->nslots; i++) free(st->slots[i].arg_key);
+	free(st->held);
 	free(st->slots);
 	free(st->heads);
 	free(st->results);
 	free(st->str_values);
 	free(st->u64_values);
-	sdk_buf_free(&st->strings);
 	sdk_buf_free(&st->last_error);
 	sdk_buf_free(&st->open_params);
 	sdk_buf_free(&st->evt_str);
@@ -469,11 +577,11 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *s, const ss_plugin_event_input *
                                    const ss_plugin_field_extract_input *in) {
 	sdk_state *st = s;
 	if (!st || !st->py) return SS_PLUGIN_FAILURE;
-	int stale = st->evtnum != evt->evtnum;
-	if (stale) {
+	if (st->evtnum != evt->evtnum || !st->computed) {
 		st->evtnum = evt->evtnum;
-		st->ncomputed = 0;
+		st->computed = st->unparsable = 0;
 	}
+	if (st->unparsable) return SS_PLUGIN_FAILURE;
 	uint32_t slots_local[64];
 	uint32_t *slot = in->num_fields <= 64 ? slots_local : malloc(in->num_fields * sizeof *slot);
 	if (!slot) return SS_PLUGIN_FAILURE;
@@ -486,7 +594,7 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *s, const ss_plugin_event_input *
 			rc = SS_PLUGIN_FAILURE;
 			goto out;
 		}
-		if (slot[i] >= st->ncomputed) missing = 1;
+		if (!st->computed || slot[i] >= st->ncomputed) missing = 1;
 	}
 	if (missing) {
 		const char *data;
@@ -496,8 +604,9 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *s, const ss_plugin_event_input *
 			rc = SS_PLUGIN_FAILURE;
 			goto out;
 		}
-		if (sdkpy_extract(st->py, st, data, len, evt->evtnum) != SS_PLUGIN_SUCCESS) {
-			st->ncomputed = 0;
+		ss_plugin_rc computed = sdk_compute(st, data, len);
+		st->computed = st->unparsable || computed == SS_PLUGIN_SUCCESS;
+		if (computed != SS_PLUGIN_SUCCESS) {
 			rc = SS_PLUGIN_FAILURE;
 			goto out;
 		}

@@ -11,7 +11,6 @@ import importlib
 import logging
 import sys
 import traceback
-from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,18 +20,25 @@ from plugin.sdk.events import pack_event
 SUCCESS, FAILURE, TIMEOUT, EOF = 0, 1, -1, 2
 
 log = logging.getLogger("plugin.sdk")
-_UNPARSABLE = object()
 
 
 class _Bound:
-    """A plugin object plus what the ABI keeps for it: its C state and extraction cache."""
+    """A plugin object plus what glue.c's extraction calls through the CPython API: `parse`
+    and `fns` (one compiled function per slot), `compile_slots` and `describe`."""
 
-    def __init__(self, plugin: Plugin, st: Any) -> None:
+    def __init__(self, plugin: Plugin, st: Any, compile_slots: Callable[[_Bound, int], None]):
         self.plugin = plugin
         self.st = st
+        extractor = plugin.extractor
+        self.parse = extractor.parse if extractor is not None else None
         self.fns: list[Callable[[object], Sequence[str] | None]] = []
-        self.evtnum = -1
-        self.doc: object = _UNPARSABLE
+        self._compile = compile_slots
+
+    def compile_slots(self, n: int) -> None:
+        self._compile(self, n)
+
+    def describe(self, exc: BaseException) -> str:
+        return self.plugin.redact(str(exc) or type(exc).__name__)
 
 
 def _failing(exc: Exception) -> Callable[[object], None]:
@@ -76,7 +82,9 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
         except Exception as exc:
             set_error(st, exc)
             return ffi.NULL
-        return handle_of(_Bound(plugin, st))
+        bound = _Bound(plugin, st, compile_new_slots)
+        lib.sdk_set_bound(st, ffi.cast("void *", id(bound)))  # id() is the PyObject address
+        return handle_of(bound)
 
     @ffi.def_extern()
     def sdkpy_destroy(py: Any) -> None:
@@ -162,7 +170,10 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
         except Exception as exc:
             return report(bound, exc)
 
-    def compile_new_slots(bound: _Bound, extractor: Any, n: int) -> None:
+    def compile_new_slots(bound: _Bound, n: int) -> None:
+        extractor = bound.plugin.extractor
+        if extractor is None:
+            raise RuntimeError(f"{bound.plugin.name} does not extract fields")
         field_id, present = ffi.new("uint32_t *"), ffi.new("uint32_t *")
         index, key = ffi.new("uint64_t *"), ffi.new("char **")
         while len(bound.fns) < n:
@@ -178,59 +189,3 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
             except Exception as exc:
                 fn = _failing(exc)
             bound.fns.append(fn)
-
-    @ffi.def_extern(error=FAILURE)
-    def sdkpy_extract(py: Any, st: Any, data: Any, length: int, evtnum: int) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        try:
-            extractor = bound.plugin.extractor
-            if extractor is None:
-                raise RuntimeError(f"{bound.plugin.name} does not extract fields")
-            n = lib.sdk_slot_count(st)
-            if len(bound.fns) < n:
-                compile_new_slots(bound, extractor, n)
-            if evtnum != bound.evtnum:
-                bound.evtnum = evtnum
-                try:
-                    bound.doc = extractor.parse(ffi.buffer(data, length)[:])
-                except Exception as exc:
-                    bound.doc = _UNPARSABLE
-                    set_error(st, exc)
-            doc = bound.doc
-            if doc is _UNPARSABLE:
-                return FAILURE
-            counts = array("i")
-            values: list[str] = []
-            failure: Exception | None = None
-            for fn in bound.fns:
-                try:
-                    got = fn(doc)
-                except Exception as exc:
-                    counts.append(-1)
-                    failure = exc
-                    continue
-                if got is None:
-                    counts.append(0)
-                else:
-                    counts.append(len(got))
-                    values += got
-            if failure is not None:
-                set_error(st, failure)
-            blob = _join(values)
-            if lib.sdk_store_results(st, n, ffi.from_buffer("int32_t[]", counts), blob,
-                                     len(blob)) != 0:
-                raise MemoryError("cannot store extracted values")
-            return SUCCESS
-        except Exception as exc:
-            return report(bound, exc)
-
-
-def _join(values: list[str]) -> bytes:
-    """Values as NUL-terminated UTF-8; a NUL inside a value would split it, so drop those."""
-    if not values:
-        return b""
-    blob = ("\0".join(values) + "\0").encode("utf-8", "replace")
-    if blob.count(0) != len(values):
-        clean = (v.replace("\0", "") for v in values)
-        blob = ("\0".join(clean) + "\0").encode("utf-8", "replace")
-    return blob
