@@ -74,5 +74,9 @@ class Azurite:
         self.proc = None
 
     def close(self) -> None:
-        self.stop()
+        """The end: no graceful shutdown (it waits out clients' keep-alive connections)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
         shutil.rmtree(self.location, ignore_errors=True)
