@@ -316,6 +316,7 @@ int main(int argc, char **argv) {
 				printf("}\n");
 				events++;
 			}
+			fflush(stdout); /* a killed host has printed every batch it received */
 			if (rc == SS_PLUGIN_EOF || (max_events >= 0 && events >= max_events)) break;
 		}
 		uint32_t pct = 0;

@@ -16,11 +16,14 @@ received again; its events already delivered are then absorbed by the dedupe win
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
+import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,9 @@ from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
 
 log = logging.getLogger("k8saudit-aks.queue")
+# azure-core logs every HTTP request at INFO; Falco's log gets our summary lines instead.
+if logging.getLogger("azure").level == logging.NOTSET:
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 MAX_BATCH = 256                      # events per next_batch
 POLL_WAIT_S = 0.05                   # longest next_batch waits for data or tokens
@@ -46,7 +52,11 @@ WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
-DEADLETTER_TEXT_LIMIT = 48 * 1024    # larger original texts go to a blob instead
+# Dead letters: the ingest function's format (v1); a text whose base64 would not fit a
+# queue message goes to a blob under the same prefix.
+DEADLETTER_VERSION = 1
+DEADLETTER_BLOB_PREFIX = f"deadletter/v{DEADLETTER_VERSION}/"
+DEADLETTER_RAW_LIMIT = 40 * 1024
 # Client calls fail fast; retries are ours (Backoff), so they are paced and logged.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5,
                                   "read_timeout": 20}
@@ -418,18 +428,23 @@ class QueueInstance(Instance):
         self._delete_consumed()
 
     def _send_dead_letter(self, held: Held, reason: str, detail: str) -> None:
+        """The ingest function's dead-letter format (docs/ingest-function.md) with
+        `source: "plugin"`: `raw` is base64 of the message text, or the text is in the blob
+        `blob` (sha256, size) when the letter would not fit a queue message."""
+        raw = held.text.encode("utf-8", "surrogatepass")
         letter: dict[str, Any] = {
-            "v": 1, "reason": reason, "detail": detail[:2000],
+            "v": DEADLETTER_VERSION, "id": uuid.uuid4().hex, "source": "plugin",
+            "reason": reason, "detail": detail[:2000],
             "source_queue": self.mode.queue_name, "message_id": held.queue_id,
-            "dequeue_count": held.dequeue_count, "blob": held.blob,
-            "text": held.text,
+            "dequeue_count": held.dequeue_count, "claim_check": held.blob,
         }
-        if len(held.text) > DEADLETTER_TEXT_LIMIT:
-            name = f"deadletter/{held.queue_id}.txt"
-            self.claims.upload_blob(name, held.text.encode("utf-8", "surrogatepass"),
-                                    overwrite=True)
-            letter["text"] = None
-            letter["text_blob"] = name
+        if len(raw) <= DEADLETTER_RAW_LIMIT:
+            letter["raw"] = base64.b64encode(raw).decode("ascii")
+        else:
+            name = f"{DEADLETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
+            self.claims.upload_blob(name, raw, overwrite=True)
+            letter["blob"], letter["sha256"], letter["size"] = (
+                name, hashlib.sha256(raw).hexdigest(), len(raw))
         body = orjson.dumps(letter).decode()
         try:
             self.deadletter.send_message(body)
