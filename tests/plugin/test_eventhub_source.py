@@ -1,0 +1,462 @@
+"""The Event Hub source: real checkpoint store on Azurite, fake AMQP receiver.
+
+No Event Hubs emulator runs here, so only the narrowest network boundary of
+`EventHubConsumerClient` is faked (`FakeHub.attach`): the per-partition AMQP receiver that
+`_create_consumer` returns (its `receive` pulls messages over AMQP and calls the processor
+back) and `get_partition_ids` (an AMQP management request). Everything above is the real
+azure-eventhub code: the event processor's load balancing, partition ownership and
+checkpoints in a real `BlobCheckpointStore` on Azurite, `PartitionContext.update_checkpoint`.
+The fake receiver calls back with real `azure.eventhub.EventData` objects carrying the
+annotations Event Hubs sets (offset, sequence number, enqueued time), with bodies from
+fixtures/aks/eventhub-bodies.jsonl, and honours the starting position it is given (a
+checkpoint offset or an enqueued time) as the service does.
+
+The C ABI tests need no fake: the hub is an unreachable loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from azure.eventhub import EventData, EventHubConsumerClient
+from azure.eventhub._constants import PROP_OFFSET, PROP_SEQ_NUMBER, PROP_TIMESTAMP
+from azure.eventhub.exceptions import ConnectError
+from azure.storage.blob import ContainerClient
+
+from extractor.envelope import TRUNCATED_ANNOTATION, Deduper, Reason, parse_documents
+from plugin.k8saudit_aks.config import EventHubMode, parse_config
+from plugin.k8saudit_aks.sources import eventhub
+from plugin.k8saudit_aks.sources.eventhub import EventHubInstance
+from plugin.sdk import Event, Timeout
+from tests import host
+
+SECRET = "secretvalue"
+HUB_CONN = ("Endpoint=sb://aks-audit.servicebus.windows.net/;"
+            f"SharedAccessKeyName=listen;SharedAccessKey={SECRET}")
+UNREACHABLE_HUB = f"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=x;SharedAccessKey={SECRET};EntityPath=hub"
+AKS = host.FIXTURES / "aks"
+BODIES = (AKS / "eventhub-bodies.jsonl").read_bytes().splitlines()
+
+
+# -- the fake AMQP boundary --------------------------------------------------------------
+
+class FakeHub:
+    """Partition logs of received-style EventData; `down` makes the network fail."""
+
+    def __init__(self, partitions: tuple[str, ...] = ("0", "1")) -> None:
+        self.logs: dict[str, list[EventData]] = {p: [] for p in partitions}
+        self.cond = threading.Condition()
+        self.down = threading.Event()
+        self.attempts: list[float] = []   # receive calls that failed, monotonic time
+
+    def publish(self, body: bytes, partition: str = "0") -> EventData:
+        with self.cond:
+            log = self.logs[partition]
+            event = EventData(body)
+            event.raw_amqp_message.annotations = {
+                PROP_OFFSET: str(len(log) * 4096).encode(),
+                PROP_SEQ_NUMBER: len(log),
+                PROP_TIMESTAMP: int(time.time() * 1000),
+            }
+            log.append(event)
+            self.cond.notify_all()
+        return event
+
+    def attach(self, client: EventHubConsumerClient) -> None:
+        client.get_partition_ids = self._partition_ids  # type: ignore[method-assign]
+        client._create_consumer = self._create_consumer  # type: ignore[method-assign]
+
+    def fail(self) -> None:
+        raise ConnectError("Failed to initiate the connection to sb://aks-audit/ "
+                           f"SharedAccessKey={SECRET}: [Errno 111] Connection refused")
+
+    def _partition_ids(self) -> list[str]:
+        if self.down.is_set():
+            self.fail()
+        return list(self.logs)
+
+    def _create_consumer(self, consumer_group: str, partition_id: str, event_position: Any,
+                         on_event_received: Callable[[list[EventData]], None],
+                         **kwargs: Any) -> FakeReceiver:
+        return FakeReceiver(self, partition_id, self._start(partition_id, event_position,
+                            bool(kwargs.get("event_position_inclusive"))), on_event_received)
+
+    def _start(self, partition: str, position: Any, inclusive: bool) -> int:
+        """Index of the first event at `position`, as the service resolves it."""
+        log = self.logs[partition]
+        if position == "-1":
+            return 0
+        if position == "@latest":
+            return len(log)
+        if isinstance(position, datetime):
+            ms = position.timestamp() * 1000
+            return next((i for i, e in enumerate(log)
+                         if e.raw_amqp_message.annotations[PROP_TIMESTAMP] >= ms), len(log))
+        offsets = [e.offset for e in log]
+        index = offsets.index(str(position))
+        return index if inclusive else index + 1
+
+
+class FakeReceiver:
+    """Stands in for `EventHubConsumer` (the AMQP link): same `receive` contract."""
+
+    def __init__(self, hub: FakeHub, partition: str, start: int,
+                 callback: Callable[[list[EventData]], None]) -> None:
+        self.hub, self.partition, self.next, self.callback = hub, partition, start, callback
+        self.stop = False           # set by the event processor
+        self._since = time.monotonic()
+
+    def receive(self, batch: bool = False, max_batch_size: int = 300,
+                max_wait_time: float | None = None) -> None:
+        with self.hub.cond:
+            log = self.hub.logs[self.partition]
+            if self.next >= len(log) and not self.hub.down.is_set():
+                self.hub.cond.wait(0.05)
+            if self.hub.down.is_set():
+                self.hub.attempts.append(time.monotonic())
+                self.hub.fail()
+            events = log[self.next:self.next + max_batch_size]
+            self.next += len(events)
+        if events or (max_wait_time and time.monotonic() - self._since >= max_wait_time):
+            self._since = time.monotonic()
+            self.callback(events)
+
+    def close(self) -> None:
+        return None
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds instead of tens of seconds; the logic is the same."""
+    monkeypatch.setattr(eventhub, "LOAD_BALANCING_S", 0.3)
+    monkeypatch.setattr(eventhub, "RECEIVE_WAIT_S", 0.3)
+    monkeypatch.setattr(eventhub, "CHECKPOINT_EVERY_S", 0.2)
+    monkeypatch.setattr(eventhub, "ERROR_LINE_EVERY_S", 0.5)
+    monkeypatch.setattr(eventhub, "BACKOFF_S", (0.1, 0.8))
+
+
+def config(azurite: Any, container: str, **extra: Any) -> dict[str, Any]:
+    """The Go plugin's seed config, pointed at test resources."""
+    return {
+        "event_hub_namespace_connection_string": HUB_CONN,
+        "event_hub_name": "kube-audit",
+        "blob_storage_connection_string": azurite.connection_string,
+        "blob_storage_container_name": container,
+        "rate_limit_events_per_second": 100,
+        "rate_limit_burst": 200,
+        **extra,
+    }
+
+
+def open_instance(azurite: Any, container: str, hub: FakeHub, cluster: str = "my-cluster",
+                  **extra: Any) -> EventHubInstance:
+    settings = parse_config(json.dumps(config(azurite, container, **extra)))
+    assert isinstance(settings.mode, EventHubMode)
+
+    def connect(mode: EventHubMode, store: Any) -> EventHubConsumerClient:
+        client = eventhub.build_client(mode, store)
+        hub.attach(client)
+        return client
+
+    return EventHubInstance(settings.mode, settings.common, cluster, connect=connect)
+
+
+def batches(instance: EventHubInstance, timeout: float = 30) -> Iterator[list[Event]]:
+    """next_batch as Falco calls it, yielding the non-empty batches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            yield list(instance.next_batch())
+        except Timeout:
+            continue
+    raise AssertionError("timed out waiting for events")
+
+
+def take(instance: EventHubInstance, n: int, timeout: float = 30) -> list[Event]:
+    out: list[Event] = []
+    for batch in batches(instance, timeout):
+        out += batch
+        if len(out) >= n:
+            break
+    assert len(out) == n
+    return out
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def checkpoints(azurite: Any, container: str) -> dict[str, dict[str, str]]:
+    """Checkpoint blobs as the store wrote them: partition -> metadata."""
+    blobs = ContainerClient.from_connection_string(azurite.connection_string, container)
+    return {b.name.rsplit("/", 1)[1]: b.metadata
+            for b in blobs.list_blobs(include=["metadata"]) if "/checkpoint/" in b.name}
+
+
+def annotations(event: Event) -> dict[str, Any]:
+    value = orjson.loads(event.data).get("annotations")
+    return value if isinstance(value, dict) else {}
+
+
+def key(event: Event) -> tuple[str, str]:
+    """(auditID, stage): unique in the fixtures. (The cluster annotation is not compared:
+    some fixture events carry their own `cluster_name`, which is kept.)"""
+    doc = orjson.loads(event.data)
+    return doc["auditID"], doc["stage"]
+
+
+def keys_of(bodies: list[bytes]) -> list[tuple[str, str]]:
+    batch = parse_documents(bodies, fallback_cluster="my-cluster", deduper=Deduper(100_000))
+    return [(e.audit_id, e.stage) for e in batch.events]
+
+
+def per_message_counts(bodies: list[bytes]) -> list[int]:
+    """Audit events each body yields when parsed in order with one dedupe window."""
+    deduper = Deduper(100_000)
+    return [len(parse_documents([b], fallback_cluster="my-cluster", deduper=deduper).events)
+            for b in bodies]
+
+
+def handed_through(counts: list[int], n_events: int) -> int:
+    """Index of the last message whose events all lie in the first `n_events` (or -1)."""
+    total, last = 0, -1
+    for i, c in enumerate(counts):
+        total += c
+        if total > n_events:
+            break
+        last = i
+    return last
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+def test_fixture_delivered_completely_at_default_rate(azurite: Any, names: dict) -> None:
+    """113 bodies over two partitions: every expected audit event exactly once (truncated
+    ones when salvageable), at most 100/s after a burst of 200, nothing dropped."""
+    hub = FakeHub()
+    for i, body in enumerate(BODIES):
+        hub.publish(body, str(i % 2))
+    expected = [json.loads(line) for line in (AKS / "eventhub-bodies.expected.jsonl").open()]
+    whole = Counter((e["auditID"], e["stage"]) for e in expected if not e["truncated"])
+    truncated = {(e["auditID"], e["stage"]) for e in expected if e["truncated"]}
+
+    instance = open_instance(azurite, names["checkpoints"], hub)
+    try:
+        started = time.monotonic()
+        events = take(instance, 656)
+        elapsed = time.monotonic() - started
+        with pytest.raises(Timeout):
+            instance.next_batch()
+    finally:
+        instance.close()
+
+    salvaged = Counter(key(e) for e in events if annotations(e).get(TRUNCATED_ANNOTATION))
+    assert salvaged and set(salvaged) <= truncated
+    assert Counter(key(e) for e in events) == whole + salvaged
+    assert elapsed >= (len(events) - 200) / 100 - 0.5   # the rate limit held
+    counts = instance.stats.counts
+    assert counts["messages"] == len(BODIES)
+    assert counts["received"] == counts["delivered"] == len(events)
+    reference = parse_documents(BODIES, deduper=Deduper(100_000)).counts  # order-free sums
+    assert counts["deduplicated"] == reference[Reason.DUPLICATE] > 0
+    for reason in (Reason.CATEGORY_NOT_ACCEPTED, Reason.TRUNCATED_UNRECOVERABLE):
+        assert counts[f"skipped.{reason}"] == reference[reason] > 0
+    assert set(checkpoints(azurite, names["checkpoints"])) == {"0", "1"}
+
+
+def test_checkpoint_only_after_delivery_and_resume(azurite: Any, names: dict) -> None:
+    """A checkpoint covers only messages whose events went out in a batch Falco consumed
+    (it called next_batch again); close keeps the last batch unconfirmed; a restart resumes
+    right after the checkpoint."""
+    bodies = BODIES[:20]
+    counts = per_message_counts(bodies)
+    hub = FakeHub(("0",))
+    for body in bodies:
+        hub.publish(body)
+    container = names["checkpoints"]
+    instance = open_instance(azurite, container, hub,
+                             rate_limit_events_per_second=200, rate_limit_burst=50)
+    try:
+        wait_for(lambda: instance.stats.counts["messages"] == len(bodies))
+        first = next(batches(instance))
+        assert len(first) == 50
+        time.sleep(0.5)  # several housekeeper rounds
+        assert instance.flush_checkpoints() == 0
+        assert checkpoints(azurite, container) == {}   # batch 1 not consumed yet
+
+        second = next(batches(instance))                # Falco consumed batch 1
+        instance.flush_checkpoints()
+        through = handed_through(counts, len(first))
+        assert checkpoints(azurite, container)["0"] == {
+            "offset": hub.logs["0"][through].offset, "sequencenumber": str(through)}
+
+        delivered, last = first + second, second
+        while len(delivered) < sum(counts):
+            last = next(batches(instance))
+            delivered += last
+    finally:
+        instance.close()
+    assert len(delivered) == sum(counts)
+    # close: the last batch may not have been consumed, so it is not checkpointed
+    through = handed_through(counts, len(delivered) - len(last))
+    assert through < len(bodies) - 1
+    assert checkpoints(azurite, container)["0"]["sequencenumber"] == str(through)
+    assert instance.stats.counts["checkpoints"] >= 2
+
+    again = open_instance(azurite, container, hub)
+    try:
+        rest = bodies[through + 1:]
+        replayed = take(again, sum(per_message_counts(rest)))
+    finally:
+        again.close()
+    assert [key(e) for e in replayed] == keys_of(rest)
+
+
+def test_malformed_messages_are_skipped_and_the_partition_goes_on(
+        azurite: Any, names: dict) -> None:
+    raw_event = (b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"raw-1",'
+                 b'"stage":"ResponseComplete","stageTimestamp":"2026-01-01T00:00:00Z"}')
+    cut = {"records": [{"category": "kube-audit", "resourceId": "/x/managedClusters/c1",
+                        "properties": {"log": '{"kind": "Ev'}}]}
+    bodies = [BODIES[0], b"not json at all", b'{"records": "nope"}', orjson.dumps(cut),
+              b"[1, 2", raw_event, BODIES[1]]
+    hub = FakeHub(("0",))
+    for body in bodies:
+        hub.publish(body)
+    container = names["checkpoints"]
+    instance = open_instance(azurite, container, hub)
+    try:
+        n = sum(per_message_counts(bodies))
+        events = take(instance, n)
+        with pytest.raises(Timeout):
+            instance.next_batch()                       # confirms the last batch
+        instance.flush_checkpoints()
+        assert checkpoints(azurite, container)["0"]["sequencenumber"] == str(len(bodies) - 1)
+    finally:
+        instance.close()
+    assert [key(e) for e in events] == keys_of(bodies)          # BODIES[1] came after
+    raw = next(e for e in events if key(e)[0] == "raw-1")
+    assert annotations(raw)["cluster_name"] == "my-cluster"     # open params: fallback
+    counts = instance.stats.counts
+    assert counts["skipped.not_json"] == 2
+    assert counts["skipped.not_audit_event"] >= 1
+    assert counts["skipped.truncated_unrecoverable"] == 1
+    assert counts["messages"] == len(bodies)
+
+
+def test_connection_loss_and_recovery(azurite: Any, names: dict,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The link fails for a while: next_batch keeps answering Timeout, retries back off,
+    error lines repeat (secret-free), and after recovery nothing is lost or repeated."""
+    caplog.set_level(logging.INFO, logger="k8saudit-aks.eventhub")
+    bodies = BODIES[:20]
+    counts = per_message_counts(bodies)
+    hub = FakeHub(("0",))
+    for body in bodies[:10]:
+        hub.publish(body)
+    instance = open_instance(azurite, names["checkpoints"], hub,
+                             rate_limit_events_per_second=10_000, rate_limit_burst=10_000)
+    try:
+        events = take(instance, sum(counts[:10]))
+        hub.down.set()
+        for body in bodies[10:]:
+            hub.publish(body)
+        outage_end = time.monotonic() + 3
+        while time.monotonic() < outage_end:
+            with pytest.raises(Timeout):
+                instance.next_batch()
+        hub.down.clear()
+        events += take(instance, sum(counts[10:]))
+        with pytest.raises(Timeout):
+            instance.next_batch()
+    finally:
+        instance.close()
+
+    assert [key(e) for e in events] == keys_of(bodies)
+    gaps = [b - a for a, b in zip(hub.attempts, hub.attempts[1:], strict=False)]
+    assert len(gaps) >= 2 and gaps[-1] > gaps[0]               # backoff grows
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) >= 3 and all("unreachable" in e for e in errors)
+    assert all("s since last receive" in e for e in errors)
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    assert SECRET not in caplog.text
+    assert instance.stats.counts["errors"] >= len(hub.attempts)
+
+
+def test_no_partition_claimed_does_not_spin(azurite: Any, names: dict) -> None:
+    """Hub unreachable from the start: the SDK's receive loop has no partition to serve;
+    it must not burn a core next to Falco's thread."""
+    hub = FakeHub()
+    hub.down.set()
+    instance = open_instance(azurite, names["checkpoints"], hub)
+    try:
+        time.sleep(0.5)
+        before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        time.sleep(2)
+        after, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - started
+        with pytest.raises(Timeout):
+            instance.next_batch()
+    finally:
+        instance.close()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 0.3 * wall
+
+
+# -- through the C ABI, as Falco loads it --------------------------------------------------
+
+needs_lib = pytest.mark.skipif(not (host.LIB.exists() and host.HOST.exists()),
+                               reason="make build/libk8saudit-aks.so build/falco_host")
+
+
+def run_host(config_json: str, params: str, max_timeouts: int) -> subprocess.CompletedProcess:
+    """falco_host capture, keeping stderr (Python's log lines) for inspection."""
+    return subprocess.run(
+        [str(host.HOST), str(host.LIB), "capture", config_json, params,
+         host._requests_file(host.LIB, []), "-1", str(max_timeouts)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+
+
+@needs_lib
+def test_seed_config_opens_through_c_abi_with_hub_unreachable(azurite: Any,
+                                                              names: dict) -> None:
+    """The Go plugin's falco.yaml block, unchanged but for test endpoints: init and open
+    succeed, next_batch answers timeouts, an error line says the hub is unreachable, and
+    the key never shows in stdout, stderr or a last error."""
+    seed = config(azurite, names["checkpoints"],
+                  event_hub_namespace_connection_string=UNREACHABLE_HUB, event_hub_name="hub")
+    proc = run_host(json.dumps(seed), "my-cluster", max_timeouts=240)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rows == [{"end": True, "rc": -1, "events": 0, "timeouts": 240,
+                     "progress_pct": 0, "progress": None}]
+    assert "unreachable" in proc.stderr and "since last receive" in proc.stderr
+    assert "stats source=eventhub:hub" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+@needs_lib
+def test_malformed_connection_string_fails_init_without_the_secret(azurite: Any,
+                                                                   names: dict) -> None:
+    bad = config(azurite, names["checkpoints"],
+                 event_hub_namespace_connection_string=f"Endpoint=;SharedAccessKey={SECRET}")
+    proc = run_host(json.dumps(bad), "my-cluster", max_timeouts=1)
+    row = json.loads(proc.stdout)
+    assert row["init_rc"] == 1
+    assert "init_config.event_hub_namespace_connection_string" in row["error"]
+    assert SECRET not in proc.stdout + proc.stderr
