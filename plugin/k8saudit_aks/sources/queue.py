@@ -245,7 +245,8 @@ class QueueInstance(Instance):
     def _run(self) -> None:
         while True:
             stopping = self._stopping.is_set()
-            if stopping and time.monotonic() >= self._close_deadline:
+            if stopping and (time.monotonic() >= self._close_deadline
+                             or not (self._acks or self._deleting or self._blobs)):
                 return
             if self.backoff.remaining() > 0:
                 self.backoff.still_failing()

@@ -1,0 +1,223 @@
+"""The queue source in process (QueueInstance driven as the ABI drives it), on Azurite.
+
+What Falco sees end to end is in tests/e2e; these pin the timing rules that are easier to
+observe from inside: when a delete happens, visibility while a batch is held, how long a
+call may block during an outage, what close() deletes, and the backoff/log cadence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from extractor.envelope import AuditEvent
+from plugin.k8saudit_aks.config import parse_config
+from plugin.k8saudit_aks.sources.backoff import Backoff, describe
+from plugin.k8saudit_aks.sources.queue import QueueInstance
+from plugin.sdk import Event, Timeout
+from tests.azurite import Azurite
+from tests.e2e.support import Pipeline, audit_events
+
+
+@pytest.fixture
+def pipe(azurite: Azurite, names: dict[str, str]) -> Pipeline:
+    return Pipeline(azurite, names)
+
+
+@pytest.fixture
+def open_source() -> Iterator[Any]:
+    opened: list[QueueInstance] = []
+
+    def open_(config: str, cluster: str | None = None) -> QueueInstance:
+        settings = parse_config(config)
+        instance = QueueInstance(settings.mode, settings.common, cluster)
+        opened.append(instance)
+        return instance
+
+    yield open_
+    for instance in opened:
+        instance.close()
+
+
+def next_events(source: QueueInstance, want: int, timeout_s: float = 10) -> list[Event]:
+    """Call next_batch as Falco does until `want` events came (Timeout means call again)."""
+    got: list[Event] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want:
+        assert time.monotonic() < deadline, f"{len(got)} of {want} events"
+        with contextlib.suppress(Timeout):
+            got += source.next_batch()
+    return got
+
+
+def wait_until(condition: Any, timeout_s: float = 5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_message_is_deleted_on_the_call_after_its_events_were_handed_over(
+        pipe: Pipeline, open_source: Any) -> None:
+    events = audit_events(20, prefix="ack")
+    pipe.send(events)
+    source = open_source(pipe.config())
+
+    got = next_events(source, len(events))
+    assert [e.data for e in got] == [e.data for e in events]
+    time.sleep(0.5)
+    assert pipe.messages_left() == 1  # handed over, but Falco has not come back yet
+
+    with pytest.raises(Timeout):
+        source.next_batch()  # Falco consumed the batch
+    assert wait_until(lambda: pipe.messages_left() == 0)
+    assert source.stats.counts["deleted"] == 1
+
+
+def test_a_held_batch_stays_invisible_past_its_visibility_timeout(
+        pipe: Pipeline, open_source: Any) -> None:
+    events = audit_events(10, prefix="hold")
+    pipe.send(events)
+    source = open_source(pipe.config(visibility_timeout_seconds=1))
+    next_events(source, len(events))
+
+    # Falco sits on the batch for 3.5 visibility timeouts; another reader sees nothing.
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        assert list(pipe.queue.receive_messages(visibility_timeout=1)) == []
+        time.sleep(0.25)
+
+    assert source.stats.counts["visibility_extended"] >= 3
+    with pytest.raises(Timeout):
+        source.next_batch()
+    assert wait_until(lambda: pipe.messages_left() == 0)
+    assert source.stats.counts["deduplicated"] == 0
+
+
+def test_close_deletes_what_was_consumed_and_leaves_the_rest(
+        pipe: Pipeline, open_source: Any) -> None:
+    first, second = audit_events(5, prefix="c1"), audit_events(30, prefix="c2")
+    pipe.send(first)
+    pipe.send(second)
+    source = open_source(pipe.config(rate_limit_events_per_second=0.01, rate_limit_burst=10))
+    got = next_events(source, 10)  # the first message whole, 5 of the second
+    assert {e.data for e in first} <= {e.data for e in got}
+
+    source.close()
+
+    assert pipe.messages_left() == 1  # the second reappears after its visibility timeout
+    assert source.stats.counts["deleted"] == 1
+
+
+def test_an_outage_never_blocks_next_batch_and_is_logged_without_secrets(
+        azurite: Azurite, names: dict[str, str], open_source: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = azurite.connection_string.replace(str(azurite.queue_port), "9")
+    config = json.dumps({"queue_name": names["queue"], "queue_connection_string": unreachable})
+    caplog.set_level(logging.INFO, "k8saudit-aks")
+    source = open_source(config)
+
+    slowest = 0.0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        with pytest.raises(Timeout):
+            source.next_batch()
+        slowest = max(slowest, time.monotonic() - started)
+
+    assert slowest < 0.5
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "since last success" in errors[0] and "receive" in errors[0]
+    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
+    assert all(key not in r.getMessage() for r in caplog.records)
+    assert source.stats.counts["errors"] >= 2  # retried: 0.5 s, then 1 s
+
+
+def test_the_open_params_cluster_marks_events_the_function_could_not_attribute(
+        pipe: Pipeline, open_source: Any) -> None:
+    known, unknown = audit_events(1, prefix="k")[0], audit_events(1, prefix="u")[0]
+    doc = orjson.loads(unknown.data)
+    del doc["annotations"]["cluster_name"]
+    unknown = AuditEvent(orjson.dumps(doc), unknown.timestamp_ns, unknown.audit_id,
+                         unknown.stage, None)
+    pipe.send([known, unknown])
+    source = open_source(pipe.config(), cluster="AKS-Fallback")
+
+    got = next_events(source, 2)
+
+    assert got[0].data == known.data
+    annotations = orjson.loads(got[1].data)["annotations"]
+    assert annotations == {"cluster_name": "aks-fallback", "filler": doc["annotations"]["filler"]}
+
+
+def test_a_dead_letter_too_large_for_a_message_goes_to_a_blob(
+        pipe: Pipeline, open_source: Any) -> None:
+    text = "not base64! " * 4500  # 54 000 characters: its base64 would not fit a message
+    pipe.send_text(text)
+    source = open_source(pipe.config())
+
+    assert wait_until(lambda: source.stats.counts["dead_lettered.bad_base64"] == 1)
+    (letter,) = pipe.dead_letters()
+    assert "raw" not in letter and letter["size"] == len(text)
+    assert pipe.claims.download_blob(letter["blob"]).readall().decode() == text
+    assert wait_until(lambda: pipe.messages_left() == 0)
+
+
+# --- backoff: pure, with a fake clock ---------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_backoff_doubles_to_thirty_seconds_and_logs_at_least_every_ten(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    backoff = Backoff(logging.getLogger("test.backoff"), clock=clock)
+    caplog.set_level(logging.INFO, "test.backoff")
+    delays = []
+    for _ in range(9):
+        delays.append(backoff.failed("receive", ConnectionError("refused")))
+        clock.now += delays[-1]
+        backoff.still_failing()
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+
+    seconds = [float(r.getMessage().split(" s since")[0].rsplit(" ", 1)[1])
+               for r in caplog.records if r.levelno == logging.ERROR]
+    assert seconds[0] == 0
+    assert all(b - a <= 31 for a, b in itertools.pairwise(seconds))
+    assert len(seconds) >= sum(delays) / 31
+
+    backoff.succeeded()
+    assert "reachable again" in caplog.records[-1].getMessage()
+    assert backoff.failed("receive", ConnectionError("x")) == 0.5
+
+
+def test_still_failing_logs_during_a_long_pause(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    backoff = Backoff(logging.getLogger("test.backoff2"), clock=clock)
+    caplog.set_level(logging.INFO, "test.backoff2")
+    backoff.failed("delete", ConnectionError("down"))
+    for _ in range(60):  # a minute of one-second worker ticks without another attempt
+        clock.now += 1
+        backoff.still_failing()
+    assert len(caplog.records) >= 6
+
+
+def test_describe_redacts_and_keeps_one_line() -> None:
+    exc = ValueError("bad AccountKey=c2VjcmV0;BlobEndpoint=x\nsecond line sig=abc")
+    text = describe(exc)
+    assert text == "ValueError: bad AccountKey=***;BlobEndpoint=x"
