@@ -95,7 +95,7 @@ def build(plugin_ref: str, output: Path, search_path: Sequence[str]) -> Path:
     """
     cls = load_plugin_class(plugin_ref)
     module_name = "_" + cls.name.replace("-", "_") + "_plugin"
-    source = _constants(cls, search_path) + (_ABI_DIR / "glue.c").read_text()
+    source = _constants(cls, search_path) + _EMBEDDING_API + (_ABI_DIR / "glue.c").read_text()
     libdir = sysconfig.get_config_var("LIBDIR")
 
     ffi = cffi.FFI()

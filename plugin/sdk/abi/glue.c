@@ -10,7 +10,7 @@
  * Everything else (init, open, next_batch, ...) enters Python through cffi once per call.
  *
  * The build prepends the SDK_* constants (plugin identity, fields JSON, init schema and the
- * Python search path relative to this library) before this file.
+ * Python search path relative to this library) and the sdkpy_* prototypes to this file.
  */
 #include <Python.h> /* first, as Python requires; it defines _GNU_SOURCE */
 #include <dlfcn.h>
@@ -25,15 +25,8 @@
 #define SDK_MAX_SLOTS 4096
 #define SDK_NO_SLOT UINT32_MAX
 
-/* Implemented in Python (plugin/sdk/abi/runtime.py) through cffi's embedding API. */
-void *sdkpy_init(void *st, const char *config);
-void sdkpy_destroy(void *py);
-void *sdkpy_open(void *py, void *inst, const char *params);
-void sdkpy_close(void *py, void *ipy);
-int32_t sdkpy_next_batch(void *py, void *ipy, void *inst);
-int32_t sdkpy_list_open_params(void *py, void *st);
-int32_t sdkpy_progress(void *py, void *ipy, void *inst, uint32_t *pct);
-int32_t sdkpy_event_to_string(void *py, void *st, const char *data, uint32_t len);
+/* The sdkpy_* functions (implemented in Python, plugin/sdk/abi/runtime.py, exported by
+ * cffi's embedding API) are declared by the build, from builder._EMBEDDING_API. */
 
 /* A growable byte buffer: one per string-returning function per handle, so a returned
  * pointer stays valid until the next call of the same function. */
