@@ -126,7 +126,8 @@ class _Checkpoints:
     """The newest delivered message per partition, until the housekeeper writes it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # _due
+        self._writing = threading.Lock()    # one flush at a time, so none moves back
         self._due: dict[str, tuple[PartitionContext, EventData]] = {}
         self._written: dict[str, int] = {}
 
@@ -137,6 +138,10 @@ class _Checkpoints:
     def flush(self) -> int:
         """Write what is due; return how many checkpoints were written. A failed write
         stays due (unless a newer one arrived) and the error propagates."""
+        with self._writing:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             due, self._due = list(self._due.items()), {}
         written = 0
@@ -436,17 +441,23 @@ class EventHubInstance(Instance):
 
     # -- close ---------------------------------------------------------------------------
 
+    def _close_client(self) -> None:
+        try:
+            self.client.close()  # stops the event processor: receive_batch returns
+        except Exception as exc:
+            log.warning("closing the Event Hub client: %s", redact(str(exc))[:300])
+
     def close(self) -> None:
         """Stop receiving, then checkpoint what Falco consumed. The last batch handed over
         is not counted as consumed (Falco may stop mid-batch): it is read again next time."""
         self._closed.set()
-        try:
-            self.client.close()
-        except Exception as exc:
-            log.warning("closing the Event Hub client: %s", redact(str(exc))[:300])
+        self._close_client()
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(TICK_S)
+                if thread.is_alive():  # a receive_batch that began after the first close
+                    self._close_client()
         self.flush_checkpoints()
         try:
             self.store.close()
