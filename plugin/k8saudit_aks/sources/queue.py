@@ -173,9 +173,12 @@ class QueueInstance(Instance):
             self._wake.set()
 
     def _take(self) -> list[Event]:
+        """Up to MAX_BATCH events the rate limit grants; duplicates and oversized events
+        are consumed without a token. Shared counters are updated once per call."""
         out: list[Event] = []
-        skipped: collections.Counter[str] = collections.Counter()
-        max_size = self.common.max_event_size
+        taken = deduplicated = too_large = freed = 0
+        max_size, deduper, fallback = self.common.max_event_size, self.deduper, self.cluster
+        now_ns = time.time_ns()
         while len(out) < MAX_BATCH:
             if self._current is None:
                 with self._lock:
@@ -186,32 +189,36 @@ class QueueInstance(Instance):
             held, events, i = self._current
             if self._allowance == 0:
                 with self._lock:
-                    available = self._ready_events
+                    available = self._ready_events - taken
                 self._allowance = self.bucket.grant(min(MAX_BATCH - len(out), available))
                 if self._allowance == 0:
                     break
-            event = events[i]
-            i += 1
-            held.pending -= 1
-            self._current = (held, events, i) if i < len(events) else None
-            with self._lock:
-                self._ready_events -= 1
-                if held.pending == 0:
-                    self._buffered_bytes -= held.nbytes
-            if held.pending == 0:
+            while i < len(events) and self._allowance and len(out) < MAX_BATCH:
+                event = events[i]
+                i += 1
+                taken += 1
+                if len(event.data) > max_size:
+                    too_large += 1
+                elif deduper is not None and deduper.seen(
+                        (event.cluster or fallback, event.audit_id, event.stage)):
+                    deduplicated += 1
+                else:
+                    self._allowance -= 1
+                    out.append(Event(event.data, event.timestamp_ns or now_ns))
+            held.pending = len(events) - i
+            if held.pending:
+                self._current = (held, events, i)
+            else:
+                self._current = None
                 self._completed.append(held)
-            if len(event.data) > max_size:
-                skipped["skipped.too_large"] += 1
-                continue
-            key = (event.cluster or self.cluster, event.audit_id, event.stage)
-            if self.deduper is not None and self.deduper.seen(key):
-                skipped["deduplicated"] += 1
-                continue
-            self._allowance -= 1
-            out.append(Event(event.data, event.timestamp_ns or time.time_ns()))
-        skipped["delivered"] += len(out)
-        with self._lock:
-            self.stats.counts.update(skipped)
+                freed += held.nbytes
+        if taken:
+            with self._lock:
+                self._ready_events -= taken
+                self._buffered_bytes -= freed
+                counts = {"delivered": len(out), "deduplicated": deduplicated,
+                          "skipped.too_large": too_large}
+                self.stats.counts.update({k: n for k, n in counts.items() if n})
         return out
 
     def _count_report(self) -> None:
