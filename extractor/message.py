@@ -151,6 +151,10 @@ def _next_message(
     for line in lines[start:]:
         if builder.count and builder.raw + len(line) > limits.max_inflated:
             break
+        # A line that could overflow the message gets a rollback point right before it, so
+        # an overflow keeps every line already packed.
+        if builder.unchecked and len(line) > builder.budget // 4 and not builder.check():
+            break
         builder.add(line)
         if builder.needs_check() and not builder.check():
             break

@@ -101,6 +101,16 @@ def test_event_too_big_for_a_message_goes_to_a_blob() -> None:
     assert unpack_blob(unpacked.blob, data) == [big]  # type: ignore[arg-type]
 
 
+def test_events_around_claim_checks_still_share_messages() -> None:
+    """A big event must not roll its message back to the first line packed before it."""
+    smalls = [event(audit_id=f"s{i}") for i in range(49)]
+    events = [incompressible(60_000), *smalls, incompressible(60_000), *smalls]
+    messages = pack(events)
+    assert [(m.count, m.blob is not None) for m in messages] == [
+        (1, True), (49, False), (1, True), (49, False)]
+    assert read_all(messages) == events
+
+
 def test_tampered_blob_is_poison() -> None:
     (claim,) = pack([incompressible(60_000)])
     ref = unpack(claim.text).blob
