@@ -45,7 +45,7 @@ from extractor.envelope import (
 )
 from extractor.message import DEFAULT_MAX_MESSAGE_CHARS, OutgoingMessage, pack
 from extractor.ratelimit import TokenBucket
-from transport.clients import blob_url_from_queue_url, default_credential
+from transport.clients import pipeline_clients
 
 log = logging.getLogger("k8saudit.ingest")
 
@@ -223,31 +223,21 @@ class Ingestor:
         """Clients from a connection string (Azurite, local: queues and container are
         created when missing) or account URLs with DefaultAzureCredential (Azure: the
         infrastructure creates them, the identity only sends)."""
-        queue_kw = {"retry_policy": _retry(QueueRetry, settings.storage_retry_total)}
-        blob_kw = {"retry_policy": _retry(BlobRetry, settings.storage_retry_total)}
-        if settings.queue_connection_string:
-            conn = settings.queue_connection_string
-            ingestor = cls(
-                settings,
-                queue=QueueClient.from_connection_string(conn, settings.queue_name, **queue_kw),
-                deadletter=QueueClient.from_connection_string(
-                    conn, settings.deadletter_queue_name, **queue_kw),
-                claims=ContainerClient.from_connection_string(
-                    conn, settings.claimcheck_container, **blob_kw),
-            )
-            ingestor.ensure_resources()
-            return ingestor
-        url = settings.queue_account_url or ""
-        blob_url = settings.claimcheck_account_url or blob_url_from_queue_url(url)
-        credential = default_credential()
-        return cls(
-            settings,
-            queue=QueueClient(url, settings.queue_name, credential=credential, **queue_kw),
-            deadletter=QueueClient(
-                url, settings.deadletter_queue_name, credential=credential, **queue_kw),
-            claims=ContainerClient(
-                blob_url, settings.claimcheck_container, credential=credential, **blob_kw),
+        clients = pipeline_clients(
+            queue_name=settings.queue_name,
+            deadletter_queue_name=settings.deadletter_queue_name,
+            claimcheck_container=settings.claimcheck_container,
+            connection_string=settings.queue_connection_string,
+            queue_account_url=settings.queue_account_url,
+            blob_account_url=settings.claimcheck_account_url,
+            queue_options={"retry_policy": _retry(QueueRetry, settings.storage_retry_total)},
+            blob_options={"retry_policy": _retry(BlobRetry, settings.storage_retry_total)},
         )
+        ingestor = cls(settings, queue=clients.queue, deadletter=clients.deadletter,
+                       claims=clients.claims)
+        if settings.queue_connection_string:
+            ingestor.ensure_resources()
+        return ingestor
 
     def ensure_resources(self) -> None:
         """Create the queues and the claim-check container when missing."""

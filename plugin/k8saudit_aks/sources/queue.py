@@ -467,24 +467,15 @@ class QueueInstance(Instance):
 
 def _clients(mode: QueueMode) -> tuple[QueueClient, QueueClient, ContainerClient]:
     """Source queue, dead-letter queue, claim-check container: fail fast, no SDK retries."""
-    from transport.clients import blob_url_from_queue_url, default_credential
+    from transport.clients import pipeline_clients
 
-    if mode.queue_connection_string:
-        conn = mode.queue_connection_string
-        return (
-            QueueClient.from_connection_string(conn, mode.queue_name, **CLIENT_OPTIONS),
-            QueueClient.from_connection_string(conn, mode.deadletter_queue_name,
-                                               **CLIENT_OPTIONS),
-            ContainerClient.from_connection_string(conn, mode.claimcheck_container,
-                                                   **CLIENT_OPTIONS),
-        )
-    url = mode.queue_account_url or ""
-    blob_url = mode.blob_account_url or blob_url_from_queue_url(url)
-    credential = default_credential()
-    return (
-        QueueClient(url, mode.queue_name, credential=credential, **CLIENT_OPTIONS),
-        QueueClient(url, mode.deadletter_queue_name, credential=credential, **CLIENT_OPTIONS),
-        ContainerClient(blob_url, mode.claimcheck_container, credential=credential,
-                        **CLIENT_OPTIONS),
+    return pipeline_clients(
+        queue_name=mode.queue_name,
+        deadletter_queue_name=mode.deadletter_queue_name,
+        claimcheck_container=mode.claimcheck_container,
+        connection_string=mode.queue_connection_string,
+        queue_account_url=mode.queue_account_url,
+        blob_account_url=mode.blob_account_url,
+        queue_options=CLIENT_OPTIONS,
+        blob_options=CLIENT_OPTIONS,
     )
-
