@@ -51,7 +51,7 @@ run: $(LIB) $(HOST) node_modules/.installed
 	$(PY) -m scripts.run_local
 
 bench: $(LIB)
-	$(PY) -m benchmarks.bench_extract_abi
+	$(PY) -m benchmarks.bench_extract_abi --callgrind
 	$(PY) -m benchmarks.bench_ingest
 
 lint: $(VENV)/.installed

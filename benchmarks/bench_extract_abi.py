@@ -6,14 +6,20 @@ The baseline is orjson.loads of the same events, measured in this run, interleav
 extract_bench passes; each side keeps its best. The official Go plugin's ratio on this
 machine type is about 4.6. Also prints file replay throughput (events/s out of next_batch).
 
-    make bench            # or: .venv/bin/python -m benchmarks.bench_extract_abi [--rounds N]
+Timings on a shared 2-core VM swing by up to 2x between runs; `--callgrind` adds a
+repeatable measure: instructions per event of both sides under valgrind (the difference
+between a 1-pass and a 3-pass run, so start-up and imports cancel out).
+
+    make bench            # or: .venv/bin/python -m benchmarks.bench_extract_abi [--callgrind]
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +58,34 @@ def extract_ns_per_event(rounds: int) -> tuple[float, str]:
     return float(re.search(r"ns_per_event=([\d.]+)", out).group(1)), out.strip()
 
 
+def _instructions(cmd: list[str]) -> int:
+    with tempfile.NamedTemporaryFile(suffix=".cg") as out:
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
+                               *cmd], check=True, capture_output=True, text=True)
+    return int(re.search(r"Collected : (\d+)", proc.stderr).group(1))
+
+
+_ORJSON_PASSES = (
+    "import sys, orjson\n"
+    "lines = [l for l in open(sys.argv[1], 'rb').read().splitlines() if l.strip()]\n"
+    "for _ in range(int(sys.argv[2])):\n"
+    "    for l in lines: orjson.loads(l)\n"
+)
+
+
+def instructions_per_event(events: int) -> tuple[float, float]:
+    """(extraction, orjson.loads) instructions per event: 3 passes minus 1 pass, halved."""
+    def plugin(passes: int) -> int:
+        return _instructions([str(BENCH), str(LIB), str(EVENTS), str(RULE_FIELDS), "",
+                              str(passes)])
+
+    def baseline(passes: int) -> int:
+        return _instructions([sys.executable, "-c", _ORJSON_PASSES, str(EVENTS), str(passes)])
+
+    # extract_bench adds a warm-up pass to the ones asked for: 1 vs 3 differ by 2 passes
+    return ((plugin(3) - plugin(1)) / 2 / events, (baseline(3) - baseline(1)) / 2 / events)
+
+
 def replay_events_per_s(copies: int) -> tuple[int, float]:
     """Events/s out of next_batch for a large file, through the non-Python host."""
     data = EVENTS.read_bytes()
@@ -75,6 +109,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--replay-copies", type=int, default=40)
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions under valgrind (about a minute)")
     args = parser.parse_args()
     build_bench()
     lines = [line for line in EVENTS.read_bytes().splitlines() if line.strip()]
@@ -88,6 +124,10 @@ def main() -> None:
     print(f"orjson.loads baseline: {base:.0f} ns/event")
     print(f"k8saudit-aks extraction: {plugin:.0f} ns/event for 33 rule fields, one call each")
     print(f"ratio to orjson.loads: {plugin / base:.2f} (official Go plugin: about 4.6)")
+    if args.callgrind and shutil.which("valgrind"):
+        ours, theirs = instructions_per_event(len(lines))
+        print(f"instructions per event: extraction {ours:,.0f}, orjson.loads {theirs:,.0f}, "
+              f"ratio {ours / theirs:.2f}")
     events, rate = replay_events_per_s(args.replay_copies)
     print(f"file replay: {events} events, {rate:,.0f} events/s out of next_batch "
           "(includes process start and Python boot)")
