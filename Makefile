@@ -50,9 +50,11 @@ test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed
 run: $(LIB) $(HOST) node_modules/.installed
 	$(PY) -m scripts.run_local
 
-bench: $(LIB)
+bench: $(LIB) $(HOST) node_modules/.installed
+	$(PY) -m benchmarks.bench_fields
 	$(PY) -m benchmarks.bench_extract_abi --callgrind
 	$(PY) -m benchmarks.bench_ingest
+	$(PY) -m benchmarks.bench_pipeline
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
