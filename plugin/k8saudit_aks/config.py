@@ -253,7 +253,10 @@ def init_schema() -> str:
                 else f.default
             if default is not None:
                 prop["default"] = default
-            for bound in ("minimum", "maximum", "pattern"):
+            # No `pattern`: Falco checks the schema with valijson's std::regex (ECMAScript),
+            # which rejects Python syntax such as (?i); parse_config checks the shapes and
+            # names the key in its message.
+            for bound in ("minimum", "maximum"):
                 if bound in f.metadata:
                     prop[bound] = f.metadata[bound]
             props[f.name] = prop
