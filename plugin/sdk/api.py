@@ -8,6 +8,7 @@ SS_PLUGIN_FAILURE plus `get_last_error`, passing the message through `Plugin.red
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -103,3 +104,9 @@ class Plugin:
 
     def destroy(self) -> None:  # (optional)
         return None
+
+
+def load_plugin_class(plugin_ref: str) -> type[Plugin]:
+    """The class named `module:Class`."""
+    module, _, name = plugin_ref.partition(":")
+    return getattr(importlib.import_module(module), name)

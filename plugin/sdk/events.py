@@ -22,13 +22,3 @@ def pack_event(plugin_id: int, data: bytes, timestamp_ns: int) -> bytes:
         )
         + data
     )
-
-
-def unpack_event(raw: bytes) -> tuple[int, int, bytes]:
-    """(plugin_id, timestamp_ns, data) of a packed plugin event; ValueError if it is not one."""
-    if len(raw) < HEADER_SIZE:
-        raise ValueError("event shorter than its header")
-    ts, _tid, length, etype, nparams, len0, len1, plugin_id = _HEADER.unpack_from(raw)
-    if etype != PLUGIN_EVENT_TYPE or nparams != 2 or len0 != 4 or length != HEADER_SIZE + len1:
-        raise ValueError("not a plugin event")
-    return plugin_id, ts, raw[HEADER_SIZE:length]

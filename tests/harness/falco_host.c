@@ -6,6 +6,7 @@
  *   falco_host LIB info FRAMEWORK_API_VERSION
  *   falco_host LIB extract CONFIG EVENTS.jsonl REQUESTS [multi]
  *   falco_host LIB capture CONFIG OPEN_PARAMS REQUESTS [MAX_EVENTS] [MAX_TIMEOUTS]
+ *   falco_host LIB reload CONFIG EVENTS.jsonl REQUESTS     (extract, dlclose, load, extract)
  *
  * REQUESTS: one field request a line, "FIELD_ID\tKEY\t(-|i:INDEX|k:KEY)", KEY being the
  * name printed in the output. Output: one JSON object a line. Extraction results are
@@ -185,6 +186,43 @@ static void *init_plugin(const char *config) {
 	return st;
 }
 
+static int run_extract(int argc, char **argv) {
+	const char *(*get_fields)(void) = SYM(get_fields);
+	void (*destroy)(void *) = SYM(destroy);
+	void *st = init_plugin(argv[3]);
+	if (!st) return 0;
+	if (load_requests(argv[5], get_fields()) != 0) return 1;
+	int multi = argc > 6 && !strcmp(argv[6], "multi");
+	FILE *ef = fopen(argv[4], "r");
+	if (!ef) return 1;
+	uint32_t pid = ((uint32_t(*)(void))SYM(get_id))();
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	uint64_t evtnum = 0;
+	while ((n = getline(&buf, &cap, ef)) > 0) {
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+		if (n == 0) continue;
+		uint32_t total = sizeof(ss_plugin_event) + 12 + (uint32_t)n;
+		uint8_t *e = malloc(total);
+		ss_plugin_event hdr = {0, UINT64_MAX, total, PPME_PLUGINEVENT_E, 2};
+		uint32_t lens[2] = {4, (uint32_t)n};
+		memcpy(e, &hdr, sizeof hdr);
+		memcpy(e + sizeof hdr, lens, 8);
+		memcpy(e + sizeof hdr + 8, &pid, 4);
+		memcpy(e + sizeof hdr + 12, buf, n);
+		evtnum++;
+		printf("{\"evtnum\": %" PRIu64 ", ", evtnum);
+		extract_and_print(st, (ss_plugin_event *)e, evtnum, multi);
+		printf("}\n");
+		free(e);
+	}
+	fclose(ef);
+	free(buf);
+	destroy(st);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	if (argc < 3) {
@@ -205,6 +243,24 @@ int main(int argc, char **argv) {
 		return 1;
 	}
 	const char *cmd = argv[2];
+	if (!strcmp(cmd, "reload") && argc >= 6) {
+		/* Falco's hot reload: the plugin is destroyed and dlclosed, then loaded again in
+		 * the same process. */
+		for (int round = 0; round < 2; round++) {
+			if (round) {
+				dlclose(lib);
+				lib = dlopen(argv[1], RTLD_LOCAL | RTLD_NOW);
+				if (!lib) {
+					fprintf(stderr, "dlopen: %s\n", dlerror());
+					return 1;
+				}
+			}
+			char *args[] = {argv[0], argv[1], "extract", argv[3], argv[4], argv[5], NULL};
+			if (run_extract(6, args) != 0) return 1;
+			nreq = 0;
+		}
+		return 0;
+	}
 
 	if (!strcmp(cmd, "info") && argc >= 4) {
 		const char *(*str0)(void);
@@ -228,40 +284,7 @@ int main(int argc, char **argv) {
 		return 0;
 	}
 
-	if (!strcmp(cmd, "extract") && argc >= 6) {
-		void *st = init_plugin(argv[3]);
-		if (!st) return 0;
-		if (load_requests(argv[5], get_fields()) != 0) return 1;
-		int multi = argc > 6 && !strcmp(argv[6], "multi");
-		FILE *ef = fopen(argv[4], "r");
-		if (!ef) return 1;
-		uint32_t pid = ((uint32_t(*)(void))SYM(get_id))();
-		char *buf = NULL;
-		size_t cap = 0;
-		ssize_t n;
-		uint64_t evtnum = 0;
-		while ((n = getline(&buf, &cap, ef)) > 0) {
-			while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-			if (n == 0) continue;
-			uint32_t total = sizeof(ss_plugin_event) + 12 + (uint32_t)n;
-			uint8_t *e = malloc(total);
-			ss_plugin_event hdr = {0, UINT64_MAX, total, PPME_PLUGINEVENT_E, 2};
-			uint32_t lens[2] = {4, (uint32_t)n};
-			memcpy(e, &hdr, sizeof hdr);
-			memcpy(e + sizeof hdr, lens, 8);
-			memcpy(e + sizeof hdr + 8, &pid, 4);
-			memcpy(e + sizeof hdr + 12, buf, n);
-			evtnum++;
-			printf("{\"evtnum\": %" PRIu64 ", ", evtnum);
-			extract_and_print(st, (ss_plugin_event *)e, evtnum, multi);
-			printf("}\n");
-			free(e);
-		}
-		fclose(ef);
-		free(buf);
-		destroy(st);
-		return 0;
-	}
+	if (!strcmp(cmd, "extract") && argc >= 6) return run_extract(argc, argv);
 
 	if (!strcmp(cmd, "capture") && argc >= 6) {
 		void *st = init_plugin(argv[3]);

@@ -81,3 +81,14 @@ def test_open_failure(lib: Path) -> None:
 ])
 def test_c_string(text: str, literal: str) -> None:
     assert c_string(text) == literal
+
+
+def test_hot_reload_dlclose_and_load_again(lib: Path, tmp_path: Path) -> None:
+    """Falco destroys and dlcloses plugins on a config change, then loads them again."""
+    events = tmp_path / "events.txt"
+    events.write_text("hello\nab\n")
+    requests = tmp_path / "req"
+    requests.write_text(host.request_lines(host.info(lib)["fields"], ["demo.word"]))
+    rows = host.run(lib, "reload", "", str(events), str(requests))
+    assert [r["values"]["demo.word"] for r in rows] == [["hello"], ["ab"], ["hello"], ["ab"]]
+

@@ -7,7 +7,6 @@ also carries the Python search path it needs, relative to its own location.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import sysconfig
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import cffi
 
-from plugin.sdk.api import Plugin
+from plugin.sdk.api import Plugin, load_plugin_class
 
 _ABI_DIR = Path(__file__).resolve().parent
 
@@ -40,7 +39,6 @@ void sdk_set_open_params(void *st, const char *s, size_t len);
 void sdk_set_event_string(void *st, const char *s, size_t len);
 void sdk_set_progress(void *inst, const char *s, size_t len);
 int32_t sdk_set_batch(void *inst, const char *blob, size_t len, uint32_t n);
-uint32_t sdk_slot_count(void *st);
 void sdk_slot_key(void *st, uint32_t i, uint32_t *field_id, uint32_t *arg_present,
                   uint64_t *arg_index, const char **arg_key);
 void sdk_set_bound(void *st, void *bound);
@@ -59,11 +57,6 @@ def c_string(text: str) -> str:
         else:
             out.append(f"\\{b:03o}")
     return '"' + "".join(out) + '"'
-
-
-def load_plugin_class(plugin_ref: str) -> type[Plugin]:
-    module, _, name = plugin_ref.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _constants(cls: type[Plugin], search_path: Sequence[str]) -> str:

@@ -119,6 +119,9 @@ static void sdk_boot_impl(void) {
 	if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname)
 		dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
 	if (dladdr((void *)&sdk_boot_impl, &info) && info.dli_fname) {
+		/* Never unmapped: Falco dlcloses plugins on hot reload, but the interpreter (and
+		 * the threads and objects it holds that point into this library) lives on. */
+		dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 		char *resolved = realpath(info.dli_fname, NULL);
 		const char *path = resolved ? resolved : info.dli_fname;
 		const char *slash = strrchr(path, '/');
@@ -222,8 +225,6 @@ int32_t sdk_set_batch(void *instp, const char *blob, size_t len, uint32_t n) {
 	inst->nevts = n;
 	return (int32_t)n;
 }
-
-uint32_t sdk_slot_count(void *st) { return ((sdk_state *)st)->nslots; }
 
 void sdk_slot_key(void *stp, uint32_t i, uint32_t *field_id, uint32_t *arg_present,
                   uint64_t *arg_index, const char **arg_key) {
@@ -331,6 +332,12 @@ static ss_plugin_rc sdk_compute(sdk_state *st, const char *data, uint32_t len) {
 		if (got == Py_None) continue;
 		if (!PyList_Check(got)) {
 			res->count = -1;
+			if (!failed++) {
+				char msg[160];
+				int n = snprintf(msg, sizeof msg, "field function returned %s, not a list",
+				                 Py_TYPE(got)->tp_name);
+				sdk_set_error_n(st, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0);
+			}
 			continue;
 		}
 		Py_ssize_t n = PyList_GET_SIZE(got);
@@ -451,6 +458,7 @@ ss_instance_t *plugin_open(ss_plugin_t *s, const char *params, ss_plugin_rc *rc)
 		*rc = SS_PLUGIN_FAILURE;
 		return NULL;
 	}
+	st->computed = 0; /* event numbers start again with a new capture */
 	inst->py = sdkpy_open(st->py, inst, params ? params : "");
 	if (!inst->py) {
 		free(inst);
@@ -465,6 +473,7 @@ void plugin_close(ss_plugin_t *s, ss_instance_t *h) {
 	sdk_state *st = s;
 	sdk_instance *inst = h;
 	if (!inst) return;
+	if (st) st->computed = 0;
 	if (st && st->py && inst->py) sdkpy_close(st->py, inst->py);
 	sdk_buf_free(&inst->batch);
 	sdk_buf_free(&inst->progress);

@@ -7,14 +7,13 @@ garbage. Each also catches its own exceptions so `get_last_error` says what went
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from plugin.sdk.api import Eof, Instance, Plugin, Timeout
+from plugin.sdk.api import Eof, Instance, Plugin, Timeout, load_plugin_class
 from plugin.sdk.events import pack_event
 
 SUCCESS, FAILURE, TIMEOUT, EOF = 0, 1, -1, 2
@@ -50,8 +49,7 @@ def _failing(exc: Exception) -> Callable[[object], None]:
 
 def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
     """Register the callbacks for the plugin class at `module:Class`."""
-    module, _, cls_name = plugin_ref.partition(":")
-    plugin_cls: type[Plugin] = getattr(importlib.import_module(module), cls_name)
+    plugin_cls = load_plugin_class(plugin_ref)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO,
