@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-DEFAULT_CATEGORIES = ("kube-audit", "kube-audit-admin")
+from extractor.envelope import DEFAULT_CATEGORIES
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,7 @@ class Common:
     )
     rate_limit_burst: int = _opt(200, "Token bucket size of the rate limit.", minimum=1)
     accepted_categories: list[str] = _opt(
-        DEFAULT_CATEGORIES, "Diagnostic log categories whose records are audit events."
+        sorted(DEFAULT_CATEGORIES), "Diagnostic log categories whose records are audit events."
     )
     max_event_size: int = _opt(
         4 * 1024 * 1024, "Largest audit event (bytes) accepted; larger ones are skipped and "

@@ -74,8 +74,8 @@ def test_dockerfile_install_layout():
     build = pytest.importorskip("plugin.build")
     assert "FROM falcosecurity/falco:${FALCO_VERSION}-debian" in text
     assert "libpython3.11" in text
-    assert "RUN make plugin" in text
-    assert "--target /out/k8saudit-aks -r plugin/requirements.txt" in text
-    assert "/usr/share/falco/plugins/libk8saudit-aks.so" in text
-    assert f"/usr/share/falco/plugins/{build.INSTALL_DIR}" in text
+    assert "RUN make dist" in text  # the layout tests/plugin/test_install_layout.py checks
+    assert "COPY --from=build /src/build/dist/ /usr/share/falco/plugins/" in text
+    makefile = (FALCO.parents[1] / "Makefile").read_text()
+    assert f"--target $(DIST)/{build.INSTALL_DIR}" in makefile
     assert "libjson.so" in text

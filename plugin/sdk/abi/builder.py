@@ -86,6 +86,12 @@ def build(plugin_ref: str, output: Path, search_path: Sequence[str]) -> Path:
     `search_path`: directories, relative to the library's own directory, that the embedded
     interpreter puts first on sys.path (missing ones are skipped at load time).
     """
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise SystemExit(
+            "building a plugin embeds CPython: this Python has no shared libpython "
+            "(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install 3.11; Debian: "
+            "apt-get install python3.11-dev libpython3.11)"
+        )
     cls = load_plugin_class(plugin_ref)
     module_name = "_" + cls.name.replace("-", "_") + "_plugin"
     source = _constants(cls, search_path) + _EMBEDDING_API + (_ABI_DIR / "glue.c").read_text()
