@@ -122,3 +122,12 @@ def test_eventlist_and_array_shapes(tmp_path: Path) -> None:
 def test_open_without_a_source_fails_clearly(params: str, error: str) -> None:
     rows = host.capture(host.LIB, params)
     assert rows[0]["open_rc"] == 1 and error in rows[0]["error"]
+
+
+def test_aks_directory_replay_yields_every_complete_event() -> None:
+    """The whole aks/ fixture directory (bodies, archive, and the expectation file itself,
+    whose lines are not audit events and are skipped)."""
+    events, end = events_of(host.capture(host.LIB, f"file://{AKS}", ["ka.auditid", "ka.stage"]))
+    assert end["rc"] == 2
+    got = {(e["values"]["ka.auditid"][0], e["values"]["ka.stage"][0]) for e in events}
+    assert {(x["auditID"], x["stage"]) for x in expected_aks() if not x["truncated"]} <= got
