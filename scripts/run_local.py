@@ -3,7 +3,7 @@
 AKS Event Hub capture (samples/) -> the ingest function's own entry point, called with real
 `azure.functions.EventHubEvent` objects -> Storage Queue on Azurite -> the built plugin,
 loaded and driven through its C ABI as Falco drives it (build/falco_host), or real Falco
-when `FALCO=1` and `falco` is on PATH. Prints what Falco sees.
+when a `falco` binary is on PATH (`FALCO=0` keeps the C host). Prints what Falco sees.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "eventhub-bodies.jsonl"
 NAMES = {"QUEUE_NAME": "k8saudit", "DEADLETTER_QUEUE_NAME": "k8saudit-deadletter",
          "CLAIMCHECK_CONTAINER": "k8saudit-claims"}
+DEFAULT_RULES = Path("/etc/falco/k8s_audit_rules.yaml")  # where falcoctl installs them
 SHOWN = ["ka.cluster.name", "ka.verb", "ka.user.name", "ka.target.resource",
          "ka.target.namespace", "ka.target.name", "ka.response.code"]
 
@@ -89,7 +90,7 @@ def run_falco(config: str, rules: Path | None) -> None:
                 {"name": "json", "library_path": "libjson.so", "init_config": ""},
             ],
             "load_plugins": ["k8saudit-aks", "json"],
-            "rules_files": [str(rules)] if rules else [],
+            "rules_files": [str(rules)] if rules and rules.exists() else [],
             "stdout_output": {"enabled": True},
             "json_output": False,
         }))
@@ -103,8 +104,8 @@ def main() -> None:
     logging.getLogger().handlers[0].addFilter(lambda r: "Auth level" not in r.getMessage())
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sample", type=Path, default=SAMPLE)
-    parser.add_argument("--rules", type=Path, default=None,
-                        help="k8s_audit_rules.yaml for real Falco (FALCO=1)")
+    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES,
+                        help="k8s_audit_rules.yaml for real Falco")
     args = parser.parse_args()
     azurite = Azurite()
     print(f"Azurite on 127.0.0.1 (blob :{azurite.blob_port}, queue :{azurite.queue_port})")
@@ -112,7 +113,7 @@ def main() -> None:
     try:
         ingest(azurite, args.sample)
         config = plugin_config(azurite)
-        if os.environ.get("FALCO") == "1" and shutil.which("falco"):
+        if shutil.which("falco") and os.environ.get("FALCO") != "0":
             run_falco(config, args.rules)
         else:
             drain_with_host(config)
