@@ -161,10 +161,6 @@ class Report:
     def delays(self) -> list[int]:
         return [message.delay for message in self.sent]
 
-    @property
-    def message_ids(self) -> list[str]:
-        return [message.message_id for message in self.sent]
-
     def line(self) -> str:
         """The one summary log line: every non-zero counter, then timing."""
         parts = [f"{key}={value}" for key, value in sorted(self.counts.items()) if value]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -17,6 +18,11 @@ from plugin.k8saudit_aks.sources.file import FileInstance
 from plugin.sdk import Instance, Plugin, PluginError
 
 FILE_SCHEME = "file://"
+
+# azure-core logs every HTTP request at INFO: Falco's log gets the sources' own lines
+# instead. Once per process, for every source, unless the host already set a level.
+if logging.getLogger("azure").level == logging.NOTSET:
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 class AuditExtractor:

@@ -160,9 +160,6 @@ class _Checkpoints:
             written += 1
         return written
 
-    def written(self) -> dict[str, int]:
-        return dict(self._written)
-
 
 class _NappingDict(dict):
     """The sync `EventProcessor.start` loop (azure-eventhub 5.x) iterates its consumers
@@ -189,14 +186,11 @@ class _RedactingFilter(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    """Every root handler scrubs secrets; the chatty Azure SDK logs warnings and up only
-    (unless someone set its level), and its per-error warnings duplicate our lines."""
+    """Every root handler scrubs secrets; the event processor's per-error warnings
+    duplicate our lines (the `azure` logger's level is set in plugin.py)."""
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
-    azure = logging.getLogger("azure")
-    if azure.level == logging.NOTSET:
-        azure.setLevel(logging.WARNING)
     processor = logging.getLogger("azure.eventhub._eventprocessor")
     if processor.level == logging.NOTSET:
         processor.setLevel(logging.ERROR)

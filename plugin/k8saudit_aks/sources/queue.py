@@ -42,9 +42,6 @@ from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
 
 log = logging.getLogger("k8saudit-aks.queue")
-# azure-core logs every HTTP request at INFO; Falco's log gets our summary lines instead.
-if logging.getLogger("azure").level == logging.NOTSET:
-    logging.getLogger("azure").setLevel(logging.WARNING)
 
 MAX_BATCH = 256                      # events per next_batch
 POLL_WAIT_S = 0.05                   # longest next_batch waits for data or tokens
@@ -177,7 +174,7 @@ class QueueInstance(Instance):
         are consumed without a token. Shared counters are updated once per call."""
         out: list[Event] = []
         taken = deduplicated = too_large = freed = 0
-        max_size, deduper, fallback = self.common.max_event_size, self.deduper, self.cluster
+        max_size, deduper = self.common.max_event_size, self.deduper
         now_ns = time.time_ns()
         while len(out) < MAX_BATCH:
             if self._current is None:
@@ -199,8 +196,7 @@ class QueueInstance(Instance):
                 taken += 1
                 if len(event.data) > max_size:
                     too_large += 1
-                elif deduper is not None and deduper.seen(
-                        (event.cluster or fallback, event.audit_id, event.stage)):
+                elif deduper is not None and deduper.seen(event.key):
                     deduplicated += 1
                 else:
                     self._allowance -= 1
