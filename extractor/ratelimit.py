@@ -40,6 +40,12 @@ class TokenBucket:
         self._tokens -= n
         return max(0.0, -self._tokens / self.rate)
 
+    def refund(self, n: int) -> None:
+        """Give back `n` tokens that `grant` or `reserve` took for work that then failed
+        (its retry takes them again); never above the burst."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + n)
+
     def wait_time(self, n: int = 1) -> float:
         """Seconds until `n` tokens are available (0 if they are now)."""
         self._refill()

@@ -270,13 +270,28 @@ class Ingestor:
             events = self._shed(batch.events, counts)
             messages = pack(events)
             delays = [self._delay(message.count, counts) for message in messages]
+            tokens = len(events)  # what _shed granted or _delay reserved, with a bucket
         counts.update(batch.counts)
-        # Messages and dead letters are independent: send them concurrently, wait for all,
-        # then raise the first failure. Counters are updated here, on one thread.
+        try:
+            self._send_all(messages, delays, batch.drops, report)
+        except BaseException:
+            # The host retries the batch, which takes its tokens again: give them back, or
+            # every failed attempt during an outage would add to the debt (and the delays)
+            # of everything sent after it.
+            if self.bucket is not None and tokens:
+                with self._lock:
+                    self.bucket.refund(tokens)
+            raise
+
+    def _send_all(self, messages: list[OutgoingMessage], delays: list[int],
+                  drops: Sequence[Drop], report: Report) -> None:
+        """Messages and dead letters are independent: send them concurrently, wait for all,
+        then raise the first failure. Counters are updated here, on one thread."""
+        counts = report.counts
         sends = [self._pool.submit(self._send, m, d) for m, d in zip(messages, delays,
                                                                       strict=True)]
         letters = [self._pool.submit(self._dead_letter, drop)
-                   for drop in batch.drops if drop.raw is not None]
+                   for drop in drops if drop.raw is not None]
         concurrent.futures.wait(sends + letters)
         for future in sends:
             sent, claim_checked = future.result()

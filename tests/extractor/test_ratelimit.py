@@ -46,3 +46,15 @@ def test_reserve_spreads_excess_into_the_future() -> None:
 def test_rejects_bad_settings(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst)
+
+
+def test_refund_gives_back_reserved_and_granted_tokens_up_to_the_burst() -> None:
+    clock = Clock()
+    bucket = TokenBucket(100, 200, clock)
+    assert bucket.reserve(500) == pytest.approx(3.0)
+    bucket.refund(500)  # that work failed: as if it had never reserved
+    assert bucket.reserve(300) == pytest.approx(1.0)
+    bucket.refund(10_000)  # never above the burst
+    assert bucket.grant(1000) == 200
+    bucket.refund(50)
+    assert bucket.grant(1000) == 50

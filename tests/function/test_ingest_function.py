@@ -396,6 +396,57 @@ def test_defer_policy_delays_visibility_and_loses_nothing(
     assert totals[ing.SHED] == 0
 
 
+class FakeQueue:
+    """A queue client that is down while `down` is set; records what it accepted."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, text: str, **kwargs: Any) -> None:
+        if self.down:
+            raise AzureError("storage down")
+        self.sent.append(kwargs)
+
+
+class FakeContainer:
+    def upload_blob(self, name: str, data: bytes, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("policy", [RatePolicy.DEFER, RatePolicy.SHED])
+def test_failed_invocations_give_their_tokens_back(bodies: list[bytes],
+                                                    policy: RatePolicy) -> None:
+    """An outage's failed attempts must not leave debt (defer: longer delays for everything
+    after; shed: more shed on the retry): repeated failures then a success end exactly as a
+    single success would (a frozen clock: no refill in between)."""
+    settings = IngestSettings(queue_connection_string="UseDevelopmentStorage=true",
+                              rate_limit_events_per_second=10, rate_limit_burst=50,
+                              rate_limit_policy=policy)
+
+    def run(failures: int) -> tuple[list[int], Counter[str]]:
+        queue = FakeQueue()
+        ingestor = ing.Ingestor(settings, queue=queue, deadletter=FakeQueue(),  # type: ignore[arg-type]
+                                claims=FakeContainer(), clock=lambda: 0.0)  # type: ignore[arg-type]
+        queue.down = True
+        for _ in range(failures):
+            with pytest.raises(AzureError):
+                ingestor.ingest(bodies)
+        queue.down = False
+        report = ingestor.ingest(bodies)
+        later = hub_body(*(record("kube-audit", audit_event(f"later-{i}")) for i in range(20)))
+        second = ingestor.ingest([later])  # what comes after pays the same debt
+        return report.delays + second.delays, report.counts + second.counts
+
+    once_delays, once_counts = run(failures=0)
+    after_delays, after_counts = run(failures=5)
+    assert after_delays == once_delays
+    assert after_counts[ing.SHED] == once_counts[ing.SHED]
+    assert after_counts[ing.SENT] == once_counts[ing.SENT]
+    # the limit bites, so the comparison means something
+    assert max(once_delays) >= 1 if policy is RatePolicy.DEFER else once_counts[ing.SHED] > 0
+
+
 def test_shed_policy_counts_what_it_drops(app: App, bodies: list[bytes]) -> None:
     app.settings(rate_limit_events_per_second="0.001", rate_limit_burst="100",
                  RATE_LIMIT_POLICY="shed")
