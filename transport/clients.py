@@ -14,6 +14,10 @@ from typing import Any, NamedTuple
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
+# time_to_live of every message the pipeline sends (events and dead letters): the default
+# 7 days would silently drop what nobody read in time.
+NO_EXPIRY = -1
+
 
 @cache
 def default_credential() -> Any:

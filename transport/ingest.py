@@ -12,29 +12,26 @@ dedupes on auditID+stage. Settings, counters and the dead-letter format:
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
-import hashlib
 import logging
 import math
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
 from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import ExponentialRetry as QueueRetry
 from azure.storage.queue import QueueClient
 
+from extractor.deadletter import DeadLetter
 from extractor.envelope import (
     DEFAULT_CATEGORIES,
     DEFAULT_DEDUPE_WINDOW,
@@ -43,18 +40,16 @@ from extractor.envelope import (
     Drop,
     parse_documents,
 )
-from extractor.message import DEFAULT_MAX_MESSAGE_CHARS, OutgoingMessage, pack
+from extractor.message import OutgoingMessage, pack
 from extractor.ratelimit import TokenBucket
-from transport.clients import pipeline_clients
+from transport.clients import NO_EXPIRY, pipeline_clients
+from transport.deadletter import send_dead_letter
 
 log = logging.getLogger("k8saudit.ingest")
 
 # Azure Storage: a message may stay invisible at most 7 days. Messages never expire
-# (time_to_live -1): the default 7-day TTL would silently drop what nobody read in time.
+# (NO_EXPIRY): the default 7-day TTL would silently drop what nobody read in time.
 MAX_VISIBILITY_S = 7 * 24 * 3600
-NO_EXPIRY = -1
-DEAD_LETTER_VERSION = 1
-DEAD_LETTER_BLOB_PREFIX = f"deadletter/v{DEAD_LETTER_VERSION}/"
 _SHED_LOG_IDS = 20
 # Storage requests in flight per worker process (messages and dead letters of a batch).
 SEND_CONCURRENCY = 8
@@ -167,24 +162,6 @@ class Report:
         parts.append(f"max_delay_s={max(self.delays, default=0)}")
         parts.append(f"ms={self.elapsed_s * 1000:.1f}")
         return " ".join(parts)
-
-
-def dead_letter_text(drop: Drop, *, blob: tuple[str, str, int] | None = None) -> str:
-    """Dead-letter message: JSON ``{v, id, source, reason, detail, raw}`` with ``raw`` the
-    base64 of the record; with ``blob`` = (name, sha256, size) the record is in that
-    claim-check blob instead and ``raw`` is absent."""
-    letter: dict[str, Any] = {
-        "v": DEAD_LETTER_VERSION,
-        "id": uuid.uuid4().hex,
-        "source": "ingest",
-        "reason": str(drop.reason),
-        "detail": drop.detail[:2000],
-    }
-    if blob is None:
-        letter["raw"] = base64.b64encode(drop.raw or b"").decode("ascii")
-    else:
-        letter["blob"], letter["sha256"], letter["size"] = blob
-    return orjson.dumps(letter).decode("utf-8")
 
 
 class Ingestor:
@@ -338,16 +315,8 @@ class Ingestor:
 
     def _dead_letter(self, drop: Drop) -> bool:
         """Send one dead letter; True when its record went to a claim-check blob."""
-        raw = drop.raw or b""
-        text = dead_letter_text(drop)
-        if len(text) <= DEFAULT_MAX_MESSAGE_CHARS:
-            self.deadletter.send_message(text, time_to_live=NO_EXPIRY)
-            return False
-        name = f"{DEAD_LETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
-        self.claims.upload_blob(name, raw, overwrite=True)
-        text = dead_letter_text(drop, blob=(name, hashlib.sha256(raw).hexdigest(), len(raw)))
-        self.deadletter.send_message(text, time_to_live=NO_EXPIRY)
-        return True
+        letter = DeadLetter("ingest", str(drop.reason), drop.detail, drop.raw or b"")
+        return send_dead_letter(self.deadletter, self.claims, letter)
 
     def _finish(self, report: Report, started: float) -> None:
         report.elapsed_s = time.perf_counter() - started

@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError
 from azure.functions.decorators.function_app import Function
 
 import function_app
+from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
 from tests.azurite import Azurite
@@ -317,8 +318,8 @@ def test_oversized_events_and_dead_letters_go_through_claim_check_blobs(app: App
     (big_event,) = [e for e in events if e.audit_id == "big-1"]
     assert orjson.loads(big_event.data)["requestObject"]["data"] == noise
     blob_names = [b.name for b in app.ingestor.claims.list_blobs()]
-    assert any(name.startswith(ing.DEAD_LETTER_BLOB_PREFIX) for name in blob_names)
-    assert any(not name.startswith(ing.DEAD_LETTER_BLOB_PREFIX) for name in blob_names)
+    assert any(name.startswith(deadletter.BLOB_PREFIX) for name in blob_names)
+    assert any(not name.startswith(deadletter.BLOB_PREFIX) for name in blob_names)
     ((letter, raw),) = app.dead_letters()
     assert raw == huge_garbage and "raw" not in letter
     for message in app.ingestor.queue.peek_messages(max_messages=32):

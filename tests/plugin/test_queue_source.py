@@ -167,10 +167,13 @@ def test_a_dead_letter_too_large_for_a_message_goes_to_a_blob(
     source = open_source(pipe.config())
 
     assert wait_until(lambda: source.stats.counts["dead_lettered.bad_base64"] == 1)
+    (message,) = pipe.deadletter.peek_messages()
+    assert message.expires_on.year == 9999  # time_to_live -1: a dead letter never expires
     (letter,) = pipe.dead_letters()
     assert "raw" not in letter and letter["size"] == len(text)
     assert pipe.claims.download_blob(letter["blob"]).readall().decode() == text
     assert wait_until(lambda: pipe.messages_left() == 0)
+    assert letter["source"] == "plugin" and letter["source_queue"] == pipe.names["queue"]
 
 
 # --- backoff: pure, with a fake clock ---------------------------------------------------

@@ -16,23 +16,20 @@ received again; its events already delivered are then absorbed by the dedupe win
 
 from __future__ import annotations
 
-import base64
 import collections
-import contextlib
-import hashlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
+from extractor.deadletter import DeadLetter, QueueOrigin
 from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper
 from extractor.message import PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
@@ -40,6 +37,7 @@ from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
+from transport.deadletter import send_dead_letter
 
 log = logging.getLogger("k8saudit-aks.queue")
 
@@ -49,11 +47,6 @@ WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
-# Dead letters: the ingest function's format (v1); a text whose base64 would not fit a
-# queue message goes to a blob under the same prefix.
-DEADLETTER_VERSION = 1
-DEADLETTER_BLOB_PREFIX = f"deadletter/v{DEADLETTER_VERSION}/"
-DEADLETTER_RAW_LIMIT = 40 * 1024
 # Client calls fail fast; retries are ours (Backoff), so they are paced and logged.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5,
                                   "read_timeout": 20}
@@ -432,32 +425,14 @@ class QueueInstance(Instance):
         self._delete_consumed()
 
     def _send_dead_letter(self, held: Held, reason: str, detail: str) -> None:
-        """The ingest function's dead-letter format (docs/ingest-function.md) with
-        `source: "plugin"`: `raw` is base64 of the message text, or the text is in the blob
-        `blob` (sha256, size) when the letter would not fit a queue message."""
-        raw = held.text.encode("utf-8", "surrogatepass")
-        letter: dict[str, Any] = {
-            "v": DEADLETTER_VERSION, "id": uuid.uuid4().hex, "source": "plugin",
-            "reason": reason, "detail": detail[:2000],
-            "source_queue": self.mode.queue_name, "message_id": held.queue_id,
-            "dequeue_count": held.dequeue_count, "claim_check": held.blob,
-        }
-        if len(raw) <= DEADLETTER_RAW_LIMIT:
-            letter["raw"] = base64.b64encode(raw).decode("ascii")
-        else:
-            name = f"{DEADLETTER_BLOB_PREFIX}{uuid.uuid4().hex}"
-            self.claims.upload_blob(name, raw, overwrite=True)
-            letter["blob"], letter["sha256"], letter["size"] = (
-                name, hashlib.sha256(raw).hexdigest(), len(raw))
-        body = orjson.dumps(letter).decode()
-        try:
-            self.deadletter.send_message(body)
-        except HttpResponseError as exc:
-            if _status(exc) != 404:
-                raise
-            with contextlib.suppress(ResourceExistsError):
-                self.deadletter.create_queue()
-            self.deadletter.send_message(body)
+        """The pipeline's one dead-letter format (extractor.deadletter), `source: "plugin"`,
+        with the message text as `raw` (or in a blob when it would not fit)."""
+        origin = QueueOrigin(self.mode.queue_name, held.queue_id, held.dequeue_count,
+                             held.blob)
+        letter = DeadLetter("plugin", reason, detail,
+                            held.text.encode("utf-8", "surrogatepass"), origin)
+        send_dead_letter(self.deadletter, self.claims, letter,
+                         create_queue=bool(self.mode.queue_connection_string))
         held.text = ""
 
 
