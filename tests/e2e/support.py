@@ -165,16 +165,19 @@ def _requests_file(keys: Sequence[str]) -> str:
 class Host:
     """build/falco_host `capture` as a child process: the Falco process a test can kill.
 
-    Its stdout goes to a file the test tails, so what a killed host printed is all there."""
+    Its stdout goes to a file the test tails, so what a killed host printed is all there.
+    After `max_events` it calls next_batch `then` more times before close: by default once,
+    as Falco asks for more after processing a batch (the plugin then acknowledges it);
+    `then=0` closes right after the last batch, as Falco does on SIGTERM."""
 
     def __init__(self, config: str, *, params: str = "", keys: Sequence[str] = (),
-                 max_events: int = -1, max_timeouts: int = 200) -> None:
+                 max_events: int = -1, max_timeouts: int = 200, then: int = 1) -> None:
         self._stdout = tempfile.NamedTemporaryFile("w+b", suffix=".jsonl")  # noqa: SIM115
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [str(HOST), str(LIB), "capture", config, params, _requests_file(keys),
-             str(max_events), str(max_timeouts)],
+             str(max_events), str(max_timeouts), str(then)],
             stdout=self._stdout, stderr=self._stderr)
 
     def rows(self) -> list[dict[str, Any]]:

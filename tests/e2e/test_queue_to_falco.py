@@ -201,6 +201,25 @@ def test_storage_outage_mid_drain_loses_nothing(pipe: Pipeline, azurite: Azurite
     assert pipe.messages_left() == 0
 
 
+def test_falco_closing_right_after_a_batch_deletes_nothing_of_it(pipe: Pipeline) -> None:
+    """Run 1 closes the plugin in order right after its one batch (as Falco does on SIGTERM
+    or a hot reload, possibly before it processed the batch): the message stays. Run 2 gets
+    it once its visibility lapsed and delivers it again."""
+    events = audit_events(5, prefix="closed")
+    pipe.send(events)
+    config = pipe.config(visibility_timeout_seconds=1)
+
+    first = capture(config, max_events=len(events), then=0)
+
+    assert sorted(first.datas) == sorted(e.data for e in events)
+    assert first.stats["deleted"] == 0
+    assert pipe.messages_left() == 1
+    second = capture(config, max_timeouts=120)
+    assert sorted(second.datas) == sorted(e.data for e in events)
+    assert second.stats["deleted"] == 1
+    assert pipe.messages_left() == 0
+
+
 def test_falco_killed_after_next_batch_before_delete(pipe: Pipeline) -> None:
     """Run 1 is SIGKILLed right after Falco printed its first batch: nothing of what it was
     handed has been deleted. Run 2 gets those messages again once their visibility lapses,

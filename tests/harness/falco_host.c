@@ -5,8 +5,13 @@
  *
  *   falco_host LIB info FRAMEWORK_API_VERSION
  *   falco_host LIB extract CONFIG EVENTS.jsonl REQUESTS [multi]
- *   falco_host LIB capture CONFIG OPEN_PARAMS REQUESTS [MAX_EVENTS] [MAX_TIMEOUTS]
+ *   falco_host LIB capture CONFIG OPEN_PARAMS REQUESTS [MAX_EVENTS] [MAX_TIMEOUTS] [THEN]
  *   falco_host LIB reload CONFIG EVENTS.jsonl REQUESTS     (extract, dlclose, load, extract)
+ *
+ * capture stops after MAX_EVENTS events (-1: no limit), MAX_TIMEOUTS timeouts in all, or EOF.
+ * THEN (default 0) is how many more next_batch calls it makes once MAX_EVENTS were printed:
+ * Falco asking for more after processing the last batch, which lets the plugin count that
+ * batch as consumed. With 0, close follows the last batch at once, as on SIGTERM.
  *
  * REQUESTS: one field request a line, "FIELD_ID\tKEY\t(-|i:INDEX|k:KEY)", KEY being the
  * name printed in the output. Output: one JSON object a line. Extraction results are
@@ -292,6 +297,8 @@ int main(int argc, char **argv) {
 		if (load_requests(argv[5], get_fields()) != 0) return 1;
 		long max_events = argc > 6 ? atol(argv[6]) : -1;
 		long max_timeouts = argc > 7 ? atol(argv[7]) : 1000;
+		long then = argc > 8 ? atol(argv[8]) : 0;
+		long calls_left = -1; /* once MAX_EVENTS is reached: THEN, counting down */
 		void *(*open)(void *, const char *, ss_plugin_rc *) = SYM(open);
 		void (*close)(void *, void *) = SYM(close);
 		ss_plugin_rc (*next_batch)(void *, void *, uint32_t *, ss_plugin_event ***) =
@@ -312,6 +319,8 @@ int main(int argc, char **argv) {
 		for (;;) {
 			uint32_t nevts = 0;
 			ss_plugin_event **evts = NULL;
+			if (calls_left == 0) break;
+			if (calls_left > 0) calls_left--;
 			rc = next_batch(st, h, &nevts, &evts);
 			if (rc == SS_PLUGIN_TIMEOUT) {
 				if (++timeouts >= max_timeouts) break;
@@ -340,7 +349,11 @@ int main(int argc, char **argv) {
 				events++;
 			}
 			fflush(stdout); /* a killed host has printed every batch it received */
-			if (rc == SS_PLUGIN_EOF || (max_events >= 0 && events >= max_events)) break;
+			if (rc == SS_PLUGIN_EOF) break;
+			if (calls_left < 0 && max_events >= 0 && events >= max_events) {
+				if (then <= 0) break;
+				calls_left = then;
+			}
 		}
 		uint32_t pct = 0;
 		const char *ptxt = progress ? progress(st, h, &pct) : NULL;

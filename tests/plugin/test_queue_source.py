@@ -112,11 +112,28 @@ def test_close_deletes_what_was_consumed_and_leaves_the_rest(
     source = open_source(pipe.config(rate_limit_events_per_second=0.01, rate_limit_burst=10))
     got = next_events(source, 10)  # the first message whole, 5 of the second
     assert {e.data for e in first} <= {e.data for e in got}
+    with pytest.raises(Timeout):  # Falco comes back (throttled): it consumed that batch
+        source.next_batch()
 
     source.close()
 
     assert pipe.messages_left() == 1  # the second reappears after its visibility timeout
     assert source.stats.counts["deleted"] == 1
+
+
+def test_close_right_after_a_batch_deletes_nothing_of_it(
+        pipe: Pipeline, open_source: Any) -> None:
+    """Falco may stop mid-batch (SIGTERM, hot reload) or never get the batch (the SDK
+    failed after next_batch returned): close must not count the last batch as consumed."""
+    events = audit_events(5, prefix="last")
+    pipe.send(events)
+    source = open_source(pipe.config())
+    assert [e.data for e in next_events(source, 5)] == [e.data for e in events]
+
+    source.close()
+
+    assert source.stats.counts["deleted"] == 0
+    assert pipe.messages_left() == 1  # reappears after its visibility timeout
 
 
 def test_an_outage_never_blocks_next_batch_and_is_logged_without_secrets(

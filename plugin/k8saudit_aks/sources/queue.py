@@ -113,6 +113,7 @@ class QueueInstance(Instance):
         # Falco thread only.
         self._current: tuple[Held, list[AuditEvent], int] | None = None
         self._completed: list[Held] = []
+        self._handed = False                 # the last call returned a batch
         self._allowance = 0
         self._closed = False
         # Worker only.
@@ -141,6 +142,7 @@ class QueueInstance(Instance):
             raise PluginError("queue source: the storage worker stopped unexpectedly "
                               f"(last error: {self.backoff.last_error or 'none'})")
         self._acknowledge()
+        self._handed = False
         events = self._take()
         if not events:  # wait a little, so an idle Falco does not spin
             with self._ready_cond:
@@ -152,6 +154,7 @@ class QueueInstance(Instance):
             events = self._take()
             if not events:
                 raise Timeout
+        self._handed = True
         return events
 
     def _acknowledge(self) -> None:
@@ -215,11 +218,18 @@ class QueueInstance(Instance):
             self.stats.maybe_report()
 
     def close(self) -> None:
-        """Delete what Falco consumed; the rest reappears after its visibility timeout."""
+        """Delete what Falco consumed; the rest reappears after its visibility timeout.
+
+        The last batch handed over does not count as consumed: Falco may stop mid-batch
+        (SIGTERM, hot reload), or the batch never reached it (the SDK failed after
+        next_batch returned). Its messages are read again; the dedupe window absorbs what
+        it still remembers."""
         if self._closed:
             return
         self._closed = True
-        self._acknowledge()
+        if not self._handed:  # the last call handed over nothing: what it finished is done
+            self._acknowledge()
+        self._completed = []
         self._close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._stopping.set()
         self._wake.set()
