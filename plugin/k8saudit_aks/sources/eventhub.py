@@ -9,7 +9,8 @@ Three threads share an instance:
   callback: backpressure, nothing dropped. A malformed message becomes a message with no
   events (skipped and counted); its partition goes on.
 - Falco's thread runs `next_batch` and never touches the network: it hands over queued
-  events within the token bucket, or raises `Timeout` when none is ready.
+  events within the token bucket (`handover.py`, shared with the other sources), or raises
+  `Timeout` when none is ready.
 - `housekeeper` writes checkpoints, logs an error line at least every 30 s while the hub is
   unreachable, and the periodic stats line.
 
@@ -24,7 +25,6 @@ at-least-once, and the dedupe window absorbs what it still remembers.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import queue
@@ -38,18 +38,17 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from extractor.envelope import Deduper, Reason, parse_documents
+from extractor.envelope import AuditEvent, Deduper, Reason, parse_documents
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
 from transport.clients import container_client, default_credential
 
 log = logging.getLogger("k8saudit-aks.eventhub")
 
-MAX_BATCH = 256              # events per next_batch
-POLL_WAIT_S = 0.05           # longest next_batch waits for data or tokens
 QUEUE_MESSAGES = 64          # messages parsed ahead of Falco (an Event Hub message <= 1 MB)
 PREFETCH = 64                # messages the AMQP link buffers per partition
 MESSAGES_PER_CALLBACK = 16
@@ -71,8 +70,7 @@ class _Message:
 
     partition: PartitionContext
     event: EventData         # what update_checkpoint records (offset, sequence number)
-    events: list[Event]      # its audit events, in order
-    sent: int = 0            # how many went out (Falco's thread only)
+    events: list[AuditEvent]  # its audit events, in order
 
 
 def body_bytes(event: EventData) -> bytes:
@@ -211,13 +209,13 @@ class EventHubInstance(Instance):
         for key in ("messages", "received", "delivered", "deduplicated", "checkpoints",
                     "errors"):
             self.stats.add(key, 0)  # the stats line shows them from the start
-        self.bucket = TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
-        self.deduper = Deduper(max(1, common.dedupe_window))
+        self.handover: Handover[_Message] = Handover(
+            common.max_event_size,
+            bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst))
+        self.deduper = Deduper(max(1, common.dedupe_window))  # in parse_documents
         self.checkpoints = _Checkpoints()
         self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
         self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)
-        self._pending: collections.deque[_Message] = collections.deque()
-        self._handed: list[_Message] = []
         self._closed = threading.Event()
         self._lock = threading.Lock()        # stats and the health fields below
         self._last_contact = time.monotonic()
@@ -238,44 +236,28 @@ class EventHubInstance(Instance):
     # -- Falco's thread ----------------------------------------------------------------
 
     def next_batch(self) -> Sequence[Event]:
-        for message in self._handed:  # Falco consumed the previous batch: delivered
+        for message in self.handover.acknowledge():  # Falco consumed the previous batch
             self.checkpoints.offer(message.partition, message.event)
-        self._handed.clear()
-        self._drain(wait=not self._pending)
-        events = self._take()
+        self._drain(0)
+        events = self.handover.next_batch(self._drain)
+        counts = self.handover.counts()
+        if counts:
+            with self._lock:
+                self.stats.counts.update(counts)
         if not events:
             raise Timeout
-        with self._lock:
-            self.stats.add("delivered", len(events))
         return events
 
-    def _drain(self, wait: bool) -> None:
+    def _drain(self, timeout: float) -> None:
+        """Move parsed messages to the hand-over, waiting up to `timeout` for the first."""
         try:
-            self._pending.append(self._queue.get(timeout=POLL_WAIT_S) if wait
-                                 else self._queue.get_nowait())
+            message = (self._queue.get(timeout=timeout) if timeout > 0
+                       else self._queue.get_nowait())
             while True:
-                self._pending.append(self._queue.get_nowait())
+                self.handover.add(message, message.events)
+                message = self._queue.get_nowait()
         except queue.Empty:
             return
-
-    def _take(self) -> list[Event]:
-        """Events from the head of the pending messages, as many as the bucket grants; the
-        excess stays queued. Messages whose last event went out move to `_handed`."""
-        wanted = min(MAX_BATCH, sum(len(m.events) - m.sent for m in self._pending))
-        granted = self.bucket.grant(wanted) if wanted else 0
-        if wanted and not granted:
-            time.sleep(min(POLL_WAIT_S, self.bucket.wait_time(1)))
-            granted = self.bucket.grant(wanted)
-        out: list[Event] = []
-        while self._pending:
-            message = self._pending[0]
-            end = min(len(message.events), message.sent + granted - len(out))
-            out.extend(message.events[message.sent:end])
-            message.sent = end
-            if end < len(message.events):
-                break
-            self._handed.append(self._pending.popleft())
-        return out
 
     # -- receiver thread -----------------------------------------------------------------
 
@@ -330,8 +312,6 @@ class EventHubInstance(Instance):
             documents = [b""]
         batch = parse_documents(documents, categories=self.common.accepted_categories,
                                 fallback_cluster=self.cluster, deduper=self.deduper)
-        now_ns = time.time_ns()
-        events: list[Event] = []
         with self._lock:
             self.stats.add("messages")
             self.stats.received(len(batch.events))
@@ -342,12 +322,7 @@ class EventHubInstance(Instance):
                     self.stats.skipped(drop.reason)
                     log.debug("partition %s seq %s: skipped (%s): %s", partition.partition_id,
                               event.sequence_number, drop.reason, drop.detail[:200])
-            for audit in batch.events:
-                if len(audit.data) > self.common.max_event_size:
-                    self.stats.skipped("too_large")
-                else:
-                    events.append(Event(audit.data, audit.timestamp_ns or now_ns))
-        return _Message(partition, event, events)
+        return _Message(partition, event, batch.events)
 
     def _on_error(self, partition: PartitionContext | None, error: Exception) -> None:
         where = f"partition {partition.partition_id}" if partition else "load balancing"

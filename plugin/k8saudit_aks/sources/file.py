@@ -2,7 +2,9 @@
 
 Everything a file holds goes through the same envelope code as the ingest function, so a
 replay shows exactly what the live pipeline would deliver. Unreadable records are skipped
-and counted, never fatal; the capture ends with EOF.
+and counted, never fatal; the capture ends with EOF. Events are handed to Falco as the live
+sources hand them (`handover.py`): at most 256 a batch, oversized ones skipped and counted,
+an event without a known time stamped with the current time.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from extractor.envelope import Deduper, parse_documents, split_documents
+from extractor.envelope import AuditEvent, Deduper, parse_documents, split_documents
 from plugin.k8saudit_aks.config import Common
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Eof, Event, Instance, PluginError
 
@@ -37,9 +40,10 @@ class FileInstance(Instance):
         self.cluster = cluster
         self.stats = Stats(f"file:{path}", common.stats_interval_seconds)
         self.done_files = 0
-        self._batches = self._read()
+        self.handover: Handover[None] = Handover(common.max_event_size)
+        self._chunks = self._read()
 
-    def _read(self) -> Iterator[list[Event]]:
+    def _read(self) -> Iterator[list[AuditEvent]]:
         for file in self.files:
             # One dedupe window a file: a replay of a directory shows every file in full.
             deduper = Deduper(max(1, self.common.dedupe_window))
@@ -54,28 +58,23 @@ class FileInstance(Instance):
                 for drop in batch.drops:
                     self.stats.skipped(drop.reason)
                     log.debug("%s: skipped (%s): %s", file, drop.reason, drop.detail[:200])
-                events = [
-                    Event(e.data, e.timestamp_ns)
-                    for e in batch.events
-                    if self._fits(e.data)
-                ]
                 self.stats.received(len(batch.events))
-                self.stats.add("delivered", len(events))
-                if events:
-                    yield events
+                if batch.events:
+                    yield batch.events
             self.done_files += 1
-
-    def _fits(self, data: bytes) -> bool:
-        if len(data) <= self.common.max_event_size:
-            return True
-        self.stats.skipped("too_large")
-        return False
 
     def next_batch(self) -> Sequence[Event]:
         self.stats.maybe_report()
-        for events in self._batches:
-            return events
-        raise Eof
+        self.handover.acknowledge()  # nothing to delete: a file is read once
+        while True:
+            events = self.handover.take()
+            self.stats.counts.update(self.handover.counts())
+            if events:
+                return events
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise Eof
+            self.handover.add(None, chunk)
 
     def progress(self) -> tuple[float, str]:
         pct = 100.0 * self.done_files / len(self.files) if self.files else 100.0

@@ -7,7 +7,8 @@ Two threads share an instance (design and trade-offs: docs/queue-source.md):
   out in an earlier batch (Falco calling again means it consumed that batch).
 - One worker thread does every Azure call: receive, decode, claim-check fetch, visibility
   extension, delete, dead-letter. A failed call pauses the worker (exponential backoff,
-  `backoff.py`) while `next_batch` keeps answering Timeout within `POLL_WAIT_S`.
+  `backoff.py`) while `next_batch` keeps answering Timeout within `POLL_WAIT_S`
+  (`handover.py`, which also holds the hand-over and acknowledgment rules).
 
 A message is deleted only after Falco consumed all its events; its claim-check blob only
 after the message is gone. A message whose visibility lapses anyway (long outage, crash) is
@@ -35,14 +36,13 @@ from extractor.message import PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
 from transport.deadletter import send_dead_letter
 
 log = logging.getLogger("k8saudit-aks.queue")
 
-MAX_BATCH = 256                      # events per next_batch
-POLL_WAIT_S = 0.05                   # longest next_batch waits for data or tokens
 WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
@@ -62,7 +62,6 @@ class Held:
     visible_until: float                 # monotonic time it reappears unless extended
     text: str                            # kept until decoded (dead letters carry it)
     blob: str | None = None              # claim-check blob, deleted after the message
-    pending: int = 0                     # events not yet handed over (Falco thread)
     nbytes: int = 0
     poison: tuple[str, str] | None = None
     deadletter_sent: bool = False
@@ -97,24 +96,21 @@ class QueueInstance(Instance):
         self.queue, self.deadletter, self.claims = clients or _clients(mode)
         self.stats = Stats(f"queue:{self.queue.account_name}/{mode.queue_name}",
                            common.stats_interval_seconds)
-        self.deduper = Deduper(common.dedupe_window) if common.dedupe_window else None
-        self.bucket = TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
+        self.handover: Handover[Held] = Handover(
+            common.max_event_size,
+            bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst),
+            deduper=Deduper(common.dedupe_window) if common.dedupe_window else None)
         self.visibility = mode.visibility_timeout_seconds
         self.max_held = 4 * mode.max_messages_per_poll
         # Shared between the threads, under _lock.
         self._lock = threading.Lock()
         self._ready_cond = threading.Condition(self._lock)
         self._ready: collections.deque[tuple[Held, list[AuditEvent]]] = collections.deque()
-        self._ready_events = 0
-        self._buffered_bytes = 0
+        self._buffered_bytes = 0             # events received and not yet consumed
         self._acks: collections.deque[Held] = collections.deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        # Falco thread only.
-        self._current: tuple[Held, list[AuditEvent], int] | None = None
-        self._completed: list[Held] = []
-        self._handed = False                 # the last call returned a batch
-        self._allowance = 0
+        # Falco thread only: self.handover, and
         self._closed = False
         # Worker only.
         self._held: set[Held] = set()
@@ -141,77 +137,37 @@ class QueueInstance(Instance):
         if not self._worker.is_alive():
             raise PluginError("queue source: the storage worker stopped unexpectedly "
                               f"(last error: {self.backoff.last_error or 'none'})")
-        self._acknowledge()
-        self._handed = False
-        events = self._take()
-        if not events:  # wait a little, so an idle Falco does not spin
-            with self._ready_cond:
-                waiting = self._current is not None or bool(self._ready)
-                if not waiting:
-                    self._ready_cond.wait(POLL_WAIT_S)
-            if waiting:  # events are buffered: the rate limit holds them
-                time.sleep(min(POLL_WAIT_S, max(0.001, self.bucket.wait_time(1))))
-            events = self._take()
-            if not events:
-                raise Timeout
-        self._handed = True
+        self._acknowledge(self.handover.acknowledge())
+        self._take_ready()
+        events = self.handover.next_batch(self._wait_for_ready)
+        counts = self.handover.counts()
+        if counts:
+            with self._lock:
+                self.stats.counts.update(counts)
+        if not events:
+            raise Timeout
         return events
 
-    def _acknowledge(self) -> None:
-        """Falco consumed the previous batch: its completed messages may go."""
-        if self._completed:
+    def _acknowledge(self, consumed: list[Held]) -> None:
+        """Falco consumed these messages' events: the worker may delete them."""
+        if consumed:
             with self._lock:
-                self._acks.extend(self._completed)
-            self._completed = []
+                self._acks.extend(consumed)
+                self._buffered_bytes -= sum(held.nbytes for held in consumed)
             self._wake.set()
 
-    def _take(self) -> list[Event]:
-        """Up to MAX_BATCH events the rate limit grants; duplicates and oversized events
-        are consumed without a token. Shared counters are updated once per call."""
-        out: list[Event] = []
-        taken = deduplicated = too_large = freed = 0
-        max_size, deduper = self.common.max_event_size, self.deduper
-        now_ns = time.time_ns()
-        while len(out) < MAX_BATCH:
-            if self._current is None:
-                with self._lock:
-                    if not self._ready:
-                        break
-                    held, events = self._ready.popleft()
-                self._current = (held, events, 0)
-            held, events, i = self._current
-            if self._allowance == 0:
-                with self._lock:
-                    available = self._ready_events - taken
-                self._allowance = self.bucket.grant(min(MAX_BATCH - len(out), available))
-                if self._allowance == 0:
-                    break
-            while i < len(events) and self._allowance and len(out) < MAX_BATCH:
-                event = events[i]
-                i += 1
-                taken += 1
-                if len(event.data) > max_size:
-                    too_large += 1
-                elif deduper is not None and deduper.seen(event.key):
-                    deduplicated += 1
-                else:
-                    self._allowance -= 1
-                    out.append(Event(event.data, event.timestamp_ns or now_ns))
-            held.pending = len(events) - i
-            if held.pending:
-                self._current = (held, events, i)
-            else:
-                self._current = None
-                self._completed.append(held)
-                freed += held.nbytes
-        if taken:
-            with self._lock:
-                self._ready_events -= taken
-                self._buffered_bytes -= freed
-                counts = {"delivered": len(out), "deduplicated": deduplicated,
-                          "skipped.too_large": too_large}
-                self.stats.counts.update({k: n for k, n in counts.items() if n})
-        return out
+    def _take_ready(self) -> None:
+        """Move what the worker decoded to the hand-over, in message order."""
+        with self._lock:
+            ready, self._ready = self._ready, collections.deque()
+        for held, events in ready:
+            self.handover.add(held, events)
+
+    def _wait_for_ready(self, timeout: float) -> None:
+        with self._ready_cond:
+            if not self._ready:
+                self._ready_cond.wait(timeout)
+        self._take_ready()
 
     def _count_report(self) -> None:
         with self._lock:
@@ -227,9 +183,7 @@ class QueueInstance(Instance):
         if self._closed:
             return
         self._closed = True
-        if not self._handed:  # the last call handed over nothing: what it finished is done
-            self._acknowledge()
-        self._completed = []
+        self._acknowledge(self.handover.unconsumed_at_close())
         self._close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
         self._stopping.set()
         self._wake.set()
@@ -377,12 +331,10 @@ class QueueInstance(Instance):
                 continue
             self._undecoded.popleft()
             held.text = ""
-            held.pending = len(events)
             held.nbytes = sum(len(e.data) for e in events)
             with self._ready_cond:
                 self.stats.received(len(events))
                 self._ready.append((held, events))
-                self._ready_events += len(events)
                 self._buffered_bytes += held.nbytes
                 self._ready_cond.notify()
 

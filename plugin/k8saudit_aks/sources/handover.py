@@ -1,0 +1,147 @@
+"""Handing audit events to Falco: the same rules for every source.
+
+A source `add`s its messages (a queue message, an Event Hub message, a chunk of a file),
+each with its audit events in order, and calls `next_batch` from Falco's thread. A batch
+holds at most `MAX_BATCH` events. Events larger than `max_event_size` are skipped and
+duplicates (the optional `Deduper`, on `AuditEvent.key`) are dropped, both counted and
+neither using a rate-limit token. The rest go out as the optional token bucket grants:
+what it does not grant waits for a later call, nothing is dropped. An event without a
+known timestamp (0) gets the current time.
+
+Acknowledgment. A message is *finished* once its last event was taken. Falco asks for the
+next batch only after it consumed the previous one, so `acknowledge()`, called first thing
+in `next_batch`, returns the messages finished in the previous call: they may now be
+deleted or checkpointed. `unconsumed_at_close()` is the close-time counterpart: the
+messages finished in a call that handed Falco events are *not* returned (Falco may stop
+mid-batch, on SIGTERM or a hot reload, or the batch may never have reached it: the SDK can
+fail after `next_batch` returned), so they are read again and the dedupe window absorbs
+what it remembers. A call that handed over nothing finished its messages for good.
+
+Falco's thread only: not thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from extractor.envelope import AuditEvent, Deduper
+from extractor.ratelimit import TokenBucket
+from plugin.sdk import Event
+
+MAX_BATCH = 256          # events per next_batch
+POLL_WAIT_S = 0.05       # longest next_batch waits for data or tokens
+
+M = TypeVar("M")
+
+
+def falco_event(event: AuditEvent, now_ns: int) -> Event:
+    """The event Falco gets: the audit JSON, at stageTimestamp or else `now_ns`."""
+    return Event(event.data, event.timestamp_ns or now_ns)
+
+
+class Handover(Generic[M]):
+    def __init__(self, max_event_size: int, *, bucket: TokenBucket | None = None,
+                 deduper: Deduper | None = None, max_batch: int = MAX_BATCH) -> None:
+        self.max_event_size = max_event_size
+        self.bucket = bucket
+        self.deduper = deduper
+        self.max_batch = max_batch
+        self._messages: collections.deque[tuple[M, list[AuditEvent]]] = collections.deque()
+        self._next = 0            # index of the next event of the head message
+        self._pending = 0         # events added, not yet taken
+        self._allowance = 0       # tokens granted, not yet used
+        self._finished: list[M] = []
+        self._handed = False      # this call gave Falco events
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def pending(self) -> int:
+        """Events added and not taken yet."""
+        return self._pending
+
+    def add(self, message: M, events: list[AuditEvent]) -> None:
+        """Queue a message's events; a message without events finishes on the next take."""
+        self._messages.append((message, events))
+        self._pending += len(events)
+
+    def acknowledge(self) -> list[M]:
+        """Start of `next_batch`: the messages Falco has consumed, to delete or checkpoint."""
+        finished, self._finished, self._handed = self._finished, [], False
+        return finished
+
+    def unconsumed_at_close(self) -> list[M]:
+        """At close: the finished messages that are safe to acknowledge (none when the last
+        call handed Falco a batch: it may not have been processed)."""
+        finished = [] if self._handed else self._finished
+        self._finished, self._handed = [], False
+        return finished
+
+    def counts(self) -> Counter[str]:
+        """`delivered`, `deduplicated`, `skipped.too_large` since the previous call."""
+        counts, self._counts = self._counts, Counter()
+        return counts
+
+    def next_batch(self, wait_for_data: Callable[[float], object] | None = None
+                   ) -> list[Event]:
+        """The next batch, or [] after waiting at most `POLL_WAIT_S`: for a token when the
+        rate limit holds back pending events, else for data (`wait_for_data(timeout)`
+        must `add` what arrives)."""
+        events = self.take()
+        if events:
+            return events
+        if self._pending and self.bucket is not None:
+            time.sleep(min(POLL_WAIT_S, max(0.001, self.bucket.wait_time(1))))
+        elif wait_for_data is not None:
+            wait_for_data(POLL_WAIT_S)
+        else:
+            return events
+        return self.take()
+
+    def take(self) -> list[Event]:
+        """Up to `max_batch` events, in order, without waiting."""
+        out: list[Event] = []
+        taken = deduplicated = too_large = 0
+        max_size, deduper, bucket = self.max_event_size, self.deduper, self.bucket
+        now_ns = time.time_ns()
+        blocked = False
+        while self._messages and len(out) < self.max_batch and not blocked:
+            message, events = self._messages[0]
+            i = self._next
+            while i < len(events) and len(out) < self.max_batch:
+                event = events[i]
+                if len(event.data) > max_size:
+                    too_large += 1
+                else:
+                    if bucket is not None and self._allowance == 0:
+                        self._allowance = bucket.grant(
+                            min(self.max_batch - len(out), self._pending - taken))
+                        if self._allowance == 0:
+                            blocked = True
+                            break
+                    if deduper is not None and deduper.seen(event.key):
+                        deduplicated += 1
+                    else:
+                        if bucket is not None:
+                            self._allowance -= 1
+                        out.append(falco_event(event, now_ns))
+                i += 1
+                taken += 1
+            if i < len(events):
+                self._next = i
+                break
+            self._messages.popleft()
+            self._next = 0
+            self._finished.append(message)
+        self._pending -= taken
+        if out:
+            self._handed = True
+            self._counts["delivered"] += len(out)
+        if deduplicated:
+            self._counts["deduplicated"] += deduplicated
+        if too_large:
+            self._counts["skipped.too_large"] += too_large
+        return out
