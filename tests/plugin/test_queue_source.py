@@ -241,3 +241,19 @@ def test_describe_redacts_and_keeps_one_line() -> None:
     exc = ValueError("bad AccountKey=c2VjcmV0;BlobEndpoint=x\nsecond line sig=abc")
     text = describe(exc)
     assert text == "ValueError: bad AccountKey=***;BlobEndpoint=x"
+
+
+def test_a_named_backoff_says_what_is_unreachable_with_context_and_jitter(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The Event Hub source's use: its name and "since last receive" on every line."""
+    clock = Clock()
+    backoff = Backoff(logging.getLogger("test.backoff3"), clock=clock, name="Event Hub h",
+                      context=lambda: "7 s since last receive", jitter=0.2)
+    caplog.set_level(logging.INFO, "test.backoff3")
+    pauses = [backoff.failed("partition 0", ConnectionError("down")) for _ in range(3)]
+    assert 0.4 <= pauses[0] <= 0.6 and 0.8 <= pauses[1] <= 1.2 and 1.6 <= pauses[2] <= 2.4
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("Event Hub h unreachable: partition 0: ConnectionError: down; ")
+    assert line.endswith("; 7 s since last receive")
+    backoff.succeeded()
+    assert caplog.records[-1].getMessage().startswith("Event Hub h reachable again after")

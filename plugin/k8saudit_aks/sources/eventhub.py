@@ -12,7 +12,7 @@ Three threads share an instance:
   events within the token bucket (`handover.py`, shared with the other sources), or raises
   `Timeout` when none is ready.
 - `housekeeper` writes checkpoints, logs an error line at least every 30 s while the hub is
-  unreachable, and the periodic stats line.
+  unreachable (`backoff.py`, shared with the queue source), and the periodic stats line.
 
 Checkpoint protocol: a message is *handed* when the last of its events went out in a batch.
 Falco calls `next_batch` again only after consuming the previous batch, so each call first
@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from extractor.envelope import AuditEvent, Deduper, Reason, parse_documents
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
+from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError, Timeout
@@ -57,7 +57,8 @@ LOAD_BALANCING_S = 10.0      # partition claim/renew cadence; ownership expires 
 CHECKPOINT_EVERY_S = 5.0
 ERROR_LINE_EVERY_S = 30.0    # while unreachable: one error line at least this often
 TICK_S = 0.2                 # housekeeper cadence, and the longest a blocked put waits
-BACKOFF_S = (0.5, 30.0)      # pause after the first failure, doubling up to the second
+BACKOFF_S = (FIRST_DELAY_S, MAX_DELAY_S)  # pause after the first failure, doubling to
+BACKOFF_JITTER = 0.2         # readers of one hub do not reconnect in step
 START_LOOKBACK_S = 60.0      # no checkpoint yet: start this long before open (clock skew)
 IDLE_NAP_S = 0.05
 SDK_RETRIES = 2              # the SDK's own quick retries (0.8 s, 1.6 s) before on_error
@@ -217,11 +218,12 @@ class EventHubInstance(Instance):
         self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
         self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)
         self._closed = threading.Event()
-        self._lock = threading.Lock()        # stats and the health fields below
-        self._last_contact = time.monotonic()
-        self._failures = 0
-        self._last_error = ""
-        self._last_error_line = float("-inf")
+        self._lock = threading.Lock()        # stats
+        first_s, max_s = BACKOFF_S
+        self.backoff = Backoff(log, first_s, max_s, ERROR_LINE_EVERY_S,
+                               name=f"Event Hub {self.where}", context=self._since_receive,
+                               jitter=BACKOFF_JITTER)
+        self._last_silence_line = float("-inf")
         self._threads = [
             threading.Thread(target=self._receive_forever, name="eventhub-receiver",
                              daemon=True),
@@ -338,23 +340,17 @@ class EventHubInstance(Instance):
                  getattr(reason, "name", reason))
 
     def _contact(self) -> None:
-        with self._lock:
-            self._last_contact = time.monotonic()
-            if self._failures:
-                log.warning("Event Hub %s reachable again after %d errors", self.where,
-                            self._failures)
-                self._failures = 0
+        """The hub answered (a callback, even an empty one)."""
+        self.backoff.succeeded()
 
     def _failed(self, where: str, error: BaseException) -> float:
-        """Record a failure; return the backoff before the next attempt."""
-        text = redact(f"{where}: {type(error).__name__}: {error}".splitlines()[0])[:400]
+        """Count and log a failure; return the pause before the next attempt."""
         with self._lock:
-            self._failures += 1
-            self._last_error = text
             self.stats.add("errors")
-            first, longest = BACKOFF_S
-            pause = min(longest, first * 2 ** (self._failures - 1))
-        return pause * random.uniform(0.8, 1.2)
+        return self.backoff.failed(where, error)
+
+    def _since_receive(self) -> str:
+        return f"{time.monotonic() - self.stats.last_receive:.0f} s since last receive"
 
     # -- housekeeper thread ------------------------------------------------------------
 
@@ -382,22 +378,18 @@ class EventHubInstance(Instance):
         return written
 
     def _health(self, now: float) -> None:
-        with self._lock:
-            failures, error = self._failures, self._last_error
-            silent = now - self._last_contact
-            since_receive = now - self.stats.last_receive
-        if not failures and silent < ERROR_LINE_EVERY_S:
+        """While failing, the backoff's error line at least every ERROR_LINE_EVERY_S; also
+        when nothing fails but no partition has called back for that long."""
+        if self.backoff.failing:
+            self.backoff.still_failing()
             return
-        if now - self._last_error_line < ERROR_LINE_EVERY_S:
+        silent = now - self.backoff.last_success
+        if silent < ERROR_LINE_EVERY_S or now - self._last_silence_line < ERROR_LINE_EVERY_S:
             return
-        self._last_error_line = now
-        if failures:
-            log.error("Event Hub %s unreachable: %s; %.0f s since last receive, %d errors, "
-                      "retrying with backoff", self.where, error, since_receive, failures)
-        else:
-            log.error("Event Hub %s: no partition has answered for %.0f s (all owned by "
-                      "other readers of this consumer group?); %.0f s since last receive",
-                      self.where, silent, since_receive)
+        self._last_silence_line = now
+        log.error("Event Hub %s: no partition has answered for %.0f s (all owned by other "
+                  "readers of this consumer group?); %s", self.where, silent,
+                  self._since_receive())
 
     def _throttle_idle_loop(self) -> None:
         processors = getattr(self.client, "_event_processors", None) or {}
