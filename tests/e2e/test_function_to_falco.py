@@ -22,34 +22,20 @@ import pytest
 from azure.core.exceptions import AzureError
 
 from extractor.envelope import TRUNCATED_ANNOTATION
+from tests.aks_fixture import Key, expected_keys
 from tests.azurite import Azurite
 from tests.e2e.support import Host
 from tests.function.test_ingest_function import App, check_fixture_delivery, hub_events
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "aks"
 BODIES = FIXTURES / "eventhub-bodies.jsonl"
-EXPECTED = FIXTURES / "eventhub-bodies.expected.jsonl"
 
-Key = tuple[str, str, str | None]
-
-
-def expected() -> tuple[Counter[Key], set[Key]]:
-    intact: Counter[Key] = Counter()
-    truncated: set[Key] = set()
-    for line in EXPECTED.read_text().splitlines():
-        row = json.loads(line)
-        key = (row["auditID"], row["stage"], row["cluster"])
-        if row["truncated"]:
-            truncated.add(key)
-        else:
-            intact[key] += 1
-    return intact, truncated
 
 
 def test_aks_capture_through_function_and_queue_reaches_falco_once_each(
         azurite: Azurite, names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     bodies = [line for line in BODIES.read_bytes().splitlines() if line.strip()]
-    intact, truncated = expected()
+    intact, truncated = expected_keys()
     app = App(azurite, names, monkeypatch)
     app.settings(rate_limit_events_per_second="0", STORAGE_RETRY_TOTAL="0")
     config = json.dumps({

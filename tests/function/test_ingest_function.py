@@ -27,15 +27,14 @@ import function_app
 from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
+from tests.aks_fixture import Key, expected_keys
 from tests.azurite import Azurite
 from transport import ingest as ing
 from transport.ingest import IngestSettings, RatePolicy
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "aks"
 BODIES = FIXTURES / "eventhub-bodies.jsonl"
-EXPECTED = FIXTURES / "eventhub-bodies.expected.jsonl"
 
-Key = tuple[str, str, str | None]
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -47,17 +46,7 @@ def bodies() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def expected() -> tuple[Counter[Key], set[Key]]:
-    """(multiset of intact events, set of truncated ones) from the .expected.jsonl."""
-    intact: Counter[Key] = Counter()
-    truncated: set[Key] = set()
-    for line in EXPECTED.read_text().splitlines():
-        row = json.loads(line)
-        key = (row["auditID"], row["stage"], row["cluster"])
-        if row["truncated"]:
-            truncated.add(key)
-        else:
-            intact[key] += 1
-    return intact, truncated
+    return expected_keys()
 
 
 def hub_events(bodies: list[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:

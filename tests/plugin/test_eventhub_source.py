@@ -40,6 +40,7 @@ from plugin.k8saudit_aks.sources import eventhub
 from plugin.k8saudit_aks.sources.eventhub import EventHubInstance
 from plugin.sdk import Event, Timeout
 from tests import host
+from tests.aks_fixture import expected_rows
 
 SECRET = "secretvalue"
 HUB_CONN = ("Endpoint=sb://aks-audit.servicebus.windows.net/;"
@@ -252,7 +253,7 @@ def test_fixture_delivered_completely_at_default_rate(azurite: Any, names: dict)
     hub = FakeHub()
     for i, body in enumerate(BODIES):
         hub.publish(body, str(i % 2))
-    expected = [json.loads(line) for line in (AKS / "eventhub-bodies.expected.jsonl").open()]
+    expected = expected_rows()
     whole = Counter((e["auditID"], e["stage"]) for e in expected if not e["truncated"])
     truncated = {(e["auditID"], e["stage"]) for e in expected if e["truncated"]}
 

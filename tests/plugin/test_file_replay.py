@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from extractor.envelope import TRUNCATED_ANNOTATION, parse_timestamp_ns
 from tests import host
+from tests.aks_fixture import expected_rows
 
 TRACES = host.FIXTURES / "audit-events" / "falco-traces"
 AKS = host.FIXTURES / "aks"
@@ -51,10 +51,6 @@ def test_falco_traces_one_event_per_audit_event(params: str) -> None:
         assert got["values"]["ka.auditid"] == [want["auditID"]]
 
 
-def expected_aks() -> list[dict]:
-    return [json.loads(line) for line in (AKS / "eventhub-bodies.expected.jsonl").open()]
-
-
 def own_cluster_names() -> dict[tuple[str, str], str]:
     """Events of the capture that carry their own `cluster_name` annotation."""
     names = {}
@@ -77,7 +73,7 @@ def test_eventhub_bodies_replay_yields_every_expected_event() -> None:
     assert end["rc"] == 2
     got = Counter((e["values"]["ka.auditid"][0], e["values"]["ka.stage"][0]) for e in events)
     assert max(got.values()) == 1, "duplicates (kube-audit + kube-audit-admin) are dropped"
-    expected = {(x["auditID"], x["stage"]): x for x in expected_aks()}
+    expected = {(x["auditID"], x["stage"]): x for x in expected_rows()}
     own_cluster = own_cluster_names()
     complete = {k for k, x in expected.items() if not x["truncated"]}
     assert complete <= set(got)
@@ -130,4 +126,4 @@ def test_aks_directory_replay_yields_every_complete_event() -> None:
     events, end = events_of(host.capture(host.LIB, f"file://{AKS}", ["ka.auditid", "ka.stage"]))
     assert end["rc"] == 2
     got = {(e["values"]["ka.auditid"][0], e["values"]["ka.stage"][0]) for e in events}
-    assert {(x["auditID"], x["stage"]) for x in expected_aks() if not x["truncated"]} <= got
+    assert {(x["auditID"], x["stage"]) for x in expected_rows() if not x["truncated"]} <= got

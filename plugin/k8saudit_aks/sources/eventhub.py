@@ -44,7 +44,7 @@ from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
-from plugin.sdk import Event, Instance, PluginError, Timeout
+from plugin.sdk import Event, Instance, PluginError
 from transport.clients import container_client, default_credential
 
 log = logging.getLogger("k8saudit-aks.eventhub")
@@ -241,14 +241,7 @@ class EventHubInstance(Instance):
         for message in self.handover.acknowledge():  # Falco consumed the previous batch
             self.checkpoints.offer(message.partition, message.event)
         self._drain(0)
-        events = self.handover.next_batch(self._drain)
-        counts = self.handover.counts()
-        if counts:
-            with self._lock:
-                self.stats.counts.update(counts)
-        if not events:
-            raise Timeout
-        return events
+        return self.handover.falco_batch(self._drain, self.stats, self._lock)
 
     def _drain(self, timeout: float) -> None:
         """Move parsed messages to the hand-over, waiting up to `timeout` for the first."""

@@ -23,6 +23,7 @@ Falco's thread only: not thread-safe.
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from typing import Generic, TypeVar
 
 from extractor.envelope import AuditEvent, Deduper
 from extractor.ratelimit import TokenBucket
-from plugin.sdk import Event
+from plugin.k8saudit_aks.stats import Stats
+from plugin.sdk import Event, Timeout
 
 MAX_BATCH = 256          # events per next_batch
 POLL_WAIT_S = 0.05       # longest next_batch waits for data or tokens
@@ -100,6 +102,19 @@ class Handover(Generic[M]):
         else:
             return events
         return self.take()
+
+    def falco_batch(self, wait_for_data: Callable[[float], object], stats: Stats,
+                    lock: threading.Lock) -> list[Event]:
+        """`next_batch` for Falco: counts merged into `stats` (under `lock`, as the source's
+        own threads update it too), Timeout when there is nothing to give."""
+        events = self.next_batch(wait_for_data)
+        counts = self.counts()
+        if counts:
+            with lock:
+                stats.counts.update(counts)
+        if not events:
+            raise Timeout
+        return events
 
     def take(self) -> list[Event]:
         """Up to `max_batch` events, in order, without waiting."""

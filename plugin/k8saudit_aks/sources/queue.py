@@ -38,7 +38,7 @@ from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Stats
-from plugin.sdk import Event, Instance, PluginError, Timeout
+from plugin.sdk import Event, Instance, PluginError
 from transport.deadletter import send_dead_letter
 
 log = logging.getLogger("k8saudit-aks.queue")
@@ -139,14 +139,7 @@ class QueueInstance(Instance):
                               f"(last error: {self.backoff.last_error or 'none'})")
         self._acknowledge(self.handover.acknowledge())
         self._take_ready()
-        events = self.handover.next_batch(self._wait_for_ready)
-        counts = self.handover.counts()
-        if counts:
-            with self._lock:
-                self.stats.counts.update(counts)
-        if not events:
-            raise Timeout
-        return events
+        return self.handover.falco_batch(self._wait_for_ready, self.stats, self._lock)
 
     def _acknowledge(self, consumed: list[Held]) -> None:
         """Falco consumed these messages' events: the worker may delete them."""
