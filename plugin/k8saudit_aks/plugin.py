@@ -38,6 +38,10 @@ class AuditExtractor:
     def compile(field_id: int, arg: int | str | None) -> Callable[[object], Sequence[str] | None]:
         return fields.compile_field(field_id, arg)
 
+    @staticmethod
+    def compile_all(requests: Sequence[tuple[int, int | str | None]]) -> Callable[[object], list]:
+        return fields.compile_all(requests)
+
 
 class K8sAuditAksPlugin(Plugin):
     required_api_version = "3.0.0"

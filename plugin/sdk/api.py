@@ -43,6 +43,11 @@ class Extractor(Protocol):
     whatever the compiled functions take (called once per event). `compile` is called once
     per distinct (field_id, argument) Falco asks for; the function it returns gives `None`
     (no value) or a list of strings, or raises (SS_PLUGIN_FAILURE for that field).
+
+    (optional) `compile_all(requests)`: one function for all (field_id, argument) pairs
+    asked so far, returning their results in order, an exception instance standing for a
+    failed field. When present, the SDK calls it once per event instead of one function
+    per pair: it lets an extractor share work between fields.
     """
 
     fields_json: str

@@ -16,7 +16,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.fields import FIELDS, ExtractError, compile_field, fields_json, markdown_table
+from extractor.fields import (
+    FIELDS,
+    ExtractError,
+    compile_all,
+    compile_field,
+    fields_json,
+    markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -136,3 +143,28 @@ def test_docs_table_is_up_to_date() -> None:
         check=True,
     ).stdout
     assert printed == markdown_table()
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_compile_all_equals_each_closure(source: str) -> None:
+    """compile_all (inlined key paths, shared lookups) gives each closure's own result."""
+    cases = load(source)
+    keys = sorted({key for _, _, values in cases for key in values})
+    keys.append("ka.verb[0]")  # an argument the field does not take: a failing pair
+    requests = [parse_key(key) for key in keys]
+    run_all = compile_all(requests)
+
+    def each(key: str, event: object) -> object:
+        try:
+            return compile_field(*parse_key(key))(event)
+        except ExtractError as exc:
+            return ("failed", str(exc))
+
+    for _, line, _ in cases:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        for doc in (event, [event], "text", 1):
+            got = [("failed", str(r)) if isinstance(r, Exception) else r for r in run_all(doc)]
+            assert got == [each(key, doc) for key in keys]

@@ -269,24 +269,81 @@ static int sdk_grow_values(sdk_state *st, size_t need) {
 	return 0;
 }
 
-/* The message of the pending Python exception, through the plugin's redaction. */
-static void sdk_error_from_python(sdk_state *st) {
-	PyObject *type, *value, *tb;
-	PyErr_Fetch(&type, &value, &tb);
-	PyErr_NormalizeException(&type, &value, &tb);
-	PyObject *text = value ? PyObject_CallMethod(st->bound, "describe", "O", value) : NULL;
+/* The message of an exception (or of the pending one), through the plugin's redaction. */
+static void sdk_error_from(sdk_state *st, PyObject *exc) {
+	PyObject *text = exc ? PyObject_CallMethod(st->bound, "describe", "O", exc) : NULL;
 	const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
 	if (msg) sdk_set_error_n(st, msg, strlen(msg));
 	else sdk_set_error_n(st, "extraction failed", 17);
 	Py_XDECREF(text);
-	Py_XDECREF(type);
-	Py_XDECREF(value);
-	Py_XDECREF(tb);
 	PyErr_Clear();
 }
 
-/* One event: parse it once, call every field function, keep what they return. A failing
- * field fails only itself (count -1); a failing parse fails the whole event. */
+static void sdk_error_from_python(sdk_state *st) {
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	sdk_error_from(st, value);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+}
+
+/* Slot i's result for this event (a new reference, NULL with a Python error set, or an
+ * exception instance standing for a failed field): kept in the table until the next event.
+ * `*v` counts the values stored so far; the first failure of the event sets the error. */
+static void sdk_keep(sdk_state *st, uint32_t i, PyObject *got, size_t *v, int *failed) {
+	sdk_result *res = &st->results[i];
+	st->held[i] = got;
+	st->ncomputed = i + 1;
+	res->first = (uint32_t)*v;
+	res->count = 0;
+	if (!got || PyExceptionInstance_Check(got)) {
+		res->count = -1;
+		if (!(*failed)++) {
+			if (got) sdk_error_from(st, got);
+			else sdk_error_from_python(st);
+		}
+		PyErr_Clear();
+		return;
+	}
+	if (got == Py_None) return;
+	if (!PyList_Check(got)) {
+		res->count = -1;
+		if (!(*failed)++) {
+			char msg[160];
+			int n = snprintf(msg, sizeof msg, "field function returned %s, not a list",
+			                 Py_TYPE(got)->tp_name);
+			sdk_set_error_n(st, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0);
+		}
+		return;
+	}
+	Py_ssize_t n = PyList_GET_SIZE(got);
+	if (sdk_grow_values(st, *v + (size_t)n) != 0) {
+		res->count = -1;
+		return;
+	}
+	for (Py_ssize_t k = 0; k < n; k++) {
+		/* UTF-8 cached in the str object: valid while `got` is held. A NUL inside a value
+		 * ends it, as any C string. */
+		PyObject *item = PyList_GET_ITEM(got, k);
+		const char *utf8 = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+		if (!utf8) {
+			PyErr_Clear();
+			res->count = -1;
+			return;
+		}
+		st->str_values[*v + (size_t)k] = utf8;
+		if (st->slots[i].ftype == FTYPE_UINT64)
+			st->u64_values[*v + (size_t)k] = strtoull(utf8, NULL, 10);
+	}
+	res->count = (int32_t)n;
+	*v += (size_t)n;
+}
+
+/* One event: parse it once, then one call for all slots (`run_all`, when the extractor
+ * has `compile_all`) or one call per slot. A failing field fails only itself (count -1);
+ * a failing parse fails the whole event. */
 static ss_plugin_rc sdk_compute(sdk_state *st, const char *data, uint32_t len) {
 	PyGILState_STATE gil = PyGILState_Ensure();
 	ss_plugin_rc rc = SS_PLUGIN_SUCCESS;
@@ -316,54 +373,28 @@ static ss_plugin_rc sdk_compute(sdk_state *st, const char *data, uint32_t len) {
 	}
 	size_t v = 0;
 	int failed = 0;
-	for (uint32_t i = 0; i < st->nslots; i++) {
-		sdk_result *res = &st->results[i];
-		PyObject *got = PyObject_CallOneArg(PyList_GET_ITEM(st->fns, i), doc);
-		st->held[i] = got;
-		st->ncomputed = i + 1;
-		res->first = (uint32_t)v;
-		res->count = 0;
-		if (!got) {
-			res->count = -1;
-			if (!failed++) sdk_error_from_python(st);
-			PyErr_Clear();
-			continue;
-		}
-		if (got == Py_None) continue;
-		if (!PyList_Check(got)) {
-			res->count = -1;
-			if (!failed++) {
-				char msg[160];
-				int n = snprintf(msg, sizeof msg, "field function returned %s, not a list",
-				                 Py_TYPE(got)->tp_name);
-				sdk_set_error_n(st, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0);
+	PyObject *run_all = PyObject_GetAttrString(st->bound, "run_all");
+	if (run_all && run_all != Py_None) {
+		PyObject *all = PyObject_CallOneArg(run_all, doc);
+		if (!all || !PyList_Check(all) || PyList_GET_SIZE(all) < (Py_ssize_t)st->nslots) {
+			if (all) PyErr_SetString(PyExc_TypeError, "compile_all's function returned "
+			                                          "no list of one result per field");
+			sdk_error_from_python(st);
+			rc = SS_PLUGIN_FAILURE;
+		} else {
+			for (uint32_t i = 0; i < st->nslots; i++) {
+				PyObject *got = PyList_GET_ITEM(all, i);
+				Py_INCREF(got);
+				sdk_keep(st, i, got, &v, &failed);
 			}
-			continue;
 		}
-		Py_ssize_t n = PyList_GET_SIZE(got);
-		if (sdk_grow_values(st, v + (size_t)n) != 0) {
-			res->count = -1;
-			continue;
-		}
-		for (Py_ssize_t k = 0; k < n; k++) {
-			/* UTF-8 cached in the str object: valid while `got` is held. A NUL inside a
-			 * value ends it, as any C string. */
-			const char *utf8 = PyUnicode_Check(PyList_GET_ITEM(got, k))
-				? PyUnicode_AsUTF8(PyList_GET_ITEM(got, k)) : NULL;
-			if (!utf8) {
-				PyErr_Clear();
-				res->count = -1;
-				break;
-			}
-			st->str_values[v + (size_t)k] = utf8;
-			if (st->slots[i].ftype == FTYPE_UINT64)
-				st->u64_values[v + (size_t)k] = strtoull(utf8, NULL, 10);
-		}
-		if (res->count == 0) {
-			res->count = (int32_t)n;
-			v += (size_t)n;
-		}
+		Py_XDECREF(all);
+	} else {
+		PyErr_Clear();
+		for (uint32_t i = 0; i < st->nslots; i++)
+			sdk_keep(st, i, PyObject_CallOneArg(PyList_GET_ITEM(st->fns, i), doc), &v, &failed);
 	}
+	Py_XDECREF(run_all);
 	Py_DECREF(doc);
 out:
 	PyGILState_Release(gil);

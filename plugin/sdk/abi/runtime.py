@@ -22,8 +22,9 @@ log = logging.getLogger("plugin.sdk")
 
 
 class _Bound:
-    """A plugin object plus what glue.c's extraction calls through the CPython API: `parse`
-    and `fns` (one compiled function per slot), `compile_slots` and `describe`."""
+    """A plugin object plus what glue.c's extraction calls through the CPython API: `parse`,
+    `fns` (one compiled function per slot) or `run_all` (all slots at once, when the
+    extractor has `compile_all`), `compile_slots` and `describe`."""
 
     def __init__(self, plugin: Plugin, st: Any, compile_slots: Callable[[_Bound, int], None]):
         self.plugin = plugin
@@ -31,6 +32,8 @@ class _Bound:
         extractor = plugin.extractor
         self.parse = extractor.parse if extractor is not None else None
         self.fns: list[Callable[[object], Sequence[str] | None]] = []
+        self.requests: list[tuple[int, int | str | None]] = []
+        self.run_all: Callable[[object], list] | None = None
         self._compile = compile_slots
 
     def compile_slots(self, n: int) -> None:
@@ -187,3 +190,7 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
             except Exception as exc:
                 fn = _failing(exc)
             bound.fns.append(fn)
+            bound.requests.append((field_id[0], arg))
+        compile_all = getattr(extractor, "compile_all", None)
+        if compile_all is not None:
+            bound.run_all = compile_all(list(bound.requests))
