@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from extractor.fields import FIELDS, ExtractError, compile_field
+from extractor.fields import FIELDS, ExtractError, compile_all, compile_field
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -22,14 +22,14 @@ EVENTS = SHARED / "fixtures" / "audit-events" / "generated.jsonl"
 RULE_FIELDS = SHARED / "tools" / "k8s_audit_rule_fields.txt"
 
 
-def compile_rule_fields() -> list:
+def rule_requests() -> list[tuple[int, int | str | None]]:
     ids = {f.name: i for i, f in enumerate(FIELDS)}
-    compiled = []
+    requests = []
     for line in RULE_FIELDS.read_text().split():
         name, bracket, arg = line.partition("[")
         value = (int(arg[:-1]) if arg[:-1].isdigit() else arg[:-1]) if bracket else None
-        compiled.append(compile_field(ids[name], value))
-    return compiled
+        requests.append((ids[name], value))
+    return requests
 
 
 def best_ns(repeat: int, run) -> int:
@@ -49,7 +49,9 @@ def main() -> None:
 
     lines = [line for line in EVENTS.read_bytes().split(b"\n") if line.strip()]
     events = [orjson.loads(line) for line in lines]
-    extractors = compile_rule_fields()
+    requests = rule_requests()
+    extractors = [compile_field(*request) for request in requests]
+    run_all = compile_all(requests)
 
     def parse_all() -> None:
         loads = orjson.loads
@@ -68,13 +70,19 @@ def main() -> None:
                     failed += 1
         failures[0] = failed
 
+    def extract_together() -> None:
+        for event in events:
+            run_all(event)
+
     parse = best_ns(repeat, parse_all) / len(lines) / 1000
+    together = best_ns(repeat, extract_together) / len(events) / 1000
     extract = best_ns(repeat, extract_all) / len(events) / 1000
     per_field = extract / len(extractors) * 1000
     print(f"{len(events)} events, {len(extractors)} rule fields, {failures[0]} failed calls")
     print(f"orjson.loads:        {parse:7.2f} us/event")
     print(f"extract fields:      {extract:7.2f} us/event ({per_field:.0f} ns/field)")
     print(f"ratio extract/parse: {extract / parse:7.2f}")
+    print(f"compile_all (plugin): {together:6.2f} us/event, ratio {together / parse:.2f}")
 
 
 if __name__ == "__main__":
