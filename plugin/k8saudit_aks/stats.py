@@ -10,6 +10,8 @@ import logging
 import time
 from collections import Counter
 
+from extractor.envelope import Batch, Reason
+
 log = logging.getLogger("k8saudit-aks")
 
 
@@ -32,6 +34,16 @@ class Stats:
 
     def skipped(self, reason: str, n: int = 1) -> None:
         self.counts[f"skipped.{reason}"] += n
+
+    def parsed(self, batch: Batch, where: str) -> None:
+        """What one envelope parse gave: events received, duplicates, drops by reason."""
+        self.received(len(batch.events))
+        for drop in batch.drops:
+            if drop.reason is Reason.DUPLICATE:
+                self.add("deduplicated")
+            else:
+                self.skipped(drop.reason)
+                log.debug("%s: skipped (%s): %s", where, drop.reason, drop.detail[:200])
 
     def line(self) -> str:
         parts = [f"{k}={v}" for k, v in sorted(self.counts.items())]

@@ -37,7 +37,7 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from extractor.envelope import AuditEvent, Deduper, Reason, parse_documents
+from extractor.envelope import AuditEvent, Deduper, parse_documents
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
@@ -309,14 +309,8 @@ class EventHubInstance(Instance):
                                 fallback_cluster=self.cluster, deduper=self.deduper)
         with self._lock:
             self.stats.add("messages")
-            self.stats.received(len(batch.events))
-            for drop in batch.drops:
-                if drop.reason is Reason.DUPLICATE:
-                    self.stats.add("deduplicated")
-                else:
-                    self.stats.skipped(drop.reason)
-                    log.debug("partition %s seq %s: skipped (%s): %s", partition.partition_id,
-                              event.sequence_number, drop.reason, drop.detail[:200])
+            self.stats.parsed(batch, f"partition {partition.partition_id} seq "
+                                     f"{event.sequence_number}")
         return _Message(partition, event, batch.events)
 
     def _on_error(self, partition: PartitionContext | None, error: Exception) -> None:

@@ -55,10 +55,7 @@ class FileInstance(Instance):
                     fallback_cluster=self.cluster,
                     deduper=deduper,
                 )
-                for drop in batch.drops:
-                    self.stats.skipped(drop.reason)
-                    log.debug("%s: skipped (%s): %s", file, drop.reason, drop.detail[:200])
-                self.stats.received(len(batch.events))
+                self.stats.parsed(batch, str(file))
                 if batch.events:
                     yield batch.events
             self.done_files += 1

@@ -87,27 +87,20 @@ class Handover(Generic[M]):
         counts, self._counts = self._counts, Counter()
         return counts
 
-    def next_batch(self, wait_for_data: Callable[[float], object] | None = None
-                   ) -> list[Event]:
-        """The next batch, or [] after waiting at most `POLL_WAIT_S`: for a token when the
-        rate limit holds back pending events, else for data (`wait_for_data(timeout)`
-        must `add` what arrives)."""
-        events = self.take()
-        if events:
-            return events
-        if self._pending and self.bucket is not None:
-            time.sleep(min(POLL_WAIT_S, max(0.001, self.bucket.wait_time(1))))
-        elif wait_for_data is not None:
-            wait_for_data(POLL_WAIT_S)
-        else:
-            return events
-        return self.take()
-
     def falco_batch(self, wait_for_data: Callable[[float], object], stats: Stats,
                     lock: threading.Lock) -> list[Event]:
-        """`next_batch` for Falco: counts merged into `stats` (under `lock`, as the source's
-        own threads update it too), Timeout when there is nothing to give."""
-        events = self.next_batch(wait_for_data)
+        """A live source's next batch. With nothing to take, waits at most `POLL_WAIT_S`,
+        for a token when the rate limit holds back pending events, else for data
+        (`wait_for_data(timeout)` must `add` what arrives), then raises Timeout if there
+        is still nothing. Counts are merged into `stats` under `lock`, as the source's own
+        threads update it too."""
+        events = self.take()
+        if not events:
+            if self._pending and self.bucket is not None:
+                time.sleep(min(POLL_WAIT_S, max(0.001, self.bucket.wait_time(1))))
+            else:
+                wait_for_data(POLL_WAIT_S)
+            events = self.take()
         counts = self.counts()
         if counts:
             with lock:
