@@ -26,6 +26,12 @@ BLOB_PREFIX = f"deadletter/v{VERSION}/"  # claim-check blobs of letters too larg
 MAX_DETAIL_CHARS = 2000
 
 
+def describe(exc: BaseException) -> str:
+    """Exception type and the first line of its message, for a detail or a log line."""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class QueueOrigin:
     """Where a dead-lettered queue message was."""
@@ -55,7 +61,7 @@ class DeadLetter:
         `blob_name`, which must then hold exactly `raw`."""
         letter: dict[str, Any] = {
             "v": VERSION, "id": self.id, "source": self.source, "reason": self.reason,
-            "detail": self.detail[:MAX_DETAIL_CHARS],
+            "detail": _text(self.detail[:MAX_DETAIL_CHARS]),
         }
         if self.origin is not None:
             letter["source_queue"] = self.origin.queue
@@ -69,3 +75,8 @@ class DeadLetter:
         else:
             letter["raw"] = base64.b64encode(self.raw).decode("ascii")
         return orjson.dumps(letter).decode("utf-8")
+
+
+def _text(value: str) -> str:
+    """A detail quoting hostile input may hold lone surrogates, which JSON cannot carry."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -13,10 +13,9 @@ caller can count it and dead-letter what deserves it. See ``docs/normalization.m
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -25,15 +24,27 @@ from typing import Any
 
 import orjson
 
+from extractor.deadletter import describe
+from extractor.salvage import Salvaged, salvage
+
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
 CLUSTER_ANNOTATION = "cluster_name"
 TRUNCATED_ANNOTATION = "k8saudit-aks/truncated"
+TIMESTAMP_ANNOTATION = "k8saudit-aks/timestamp-from"  # a salvaged event's stand-in time
+OMITTED_ANNOTATION = "k8saudit-aks/omitted"  # members left out, comma-separated
+ORIGINAL_ANNOTATIONS = "k8saudit-aks/original-annotations"  # they were not an object
 DEFAULT_DEDUPE_WINDOW = 65_536
+# Arrays, `records` and `items` nest at most this deep around an event (an array of Event
+# Hub bodies is 2): deeper input is dropped as too_deep instead of recursing on it.
+MAX_CONTAINER_DEPTH = 3
 
-# Counter keys next to the drop reasons: every delivered event counts in DELIVERED, the
-# partially recovered ones also in SALVAGED.
+# Counter keys next to the drop reasons. Every input item (Batch.items: an event, a
+# record, a value that is neither) counts once in DELIVERED or a drop reason; the
+# partially recovered events also count in SALVAGED, those delivered without a member that
+# could not be encoded (nested too deep, a lone surrogate, ...) in OMITTED.
 DELIVERED = "delivered"
 SALVAGED = "salvaged"
+OMITTED = "omitted_members"
 
 
 class Reason(StrEnum):
@@ -47,6 +58,9 @@ class Reason(StrEnum):
     MISSING_STAGE_TIMESTAMP = "missing_stage_timestamp"
     DUPLICATE = "duplicate"
     TRUNCATED_UNRECOVERABLE = "truncated_unrecoverable"
+    TOO_DEEP = "too_deep"
+    TOO_LARGE = "too_large"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +92,13 @@ class Drop:
 
 @dataclass(slots=True)
 class Batch:
-    """Result of one parse call; ``counts`` maps DELIVERED, SALVAGED and reasons to counts."""
+    """Result of one parse call; ``counts`` maps DELIVERED, SALVAGED, OMITTED and reasons
+    to counts. ``items`` input items were seen: each is delivered or dropped, once."""
 
     events: list[AuditEvent] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    items: int = 0
 
 
 class Deduper:
@@ -154,6 +170,16 @@ def _minute_epoch(minute: str, zone: str) -> int | None:
     return int(moment.timestamp())
 
 
+def split_by_size(events: Iterable[AuditEvent], max_bytes: int
+                  ) -> tuple[list[AuditEvent], list[AuditEvent]]:
+    """(events whose data is at most ``max_bytes``, the larger ones), in order."""
+    fits: list[AuditEvent] = []
+    too_large: list[AuditEvent] = []
+    for event in events:
+        (fits if len(event.data) <= max_bytes else too_large).append(event)
+    return fits, too_large
+
+
 def split_documents(data: bytes) -> list[bytes]:
     """A whole file as documents: itself when it is one JSON value (Event Hub body, array,
     EventList), else its non-blank lines (storage archive, JSON lines)."""
@@ -171,7 +197,9 @@ def parse_documents(
     fallback_cluster: str | None = None,
     deduper: Deduper | None = None,
 ) -> Batch:
-    """Parse and normalize documents into one :class:`Batch`.
+    """Parse and normalize documents into one :class:`Batch`. Never raises on data: each
+    item is processed inside its own boundary, and anything unexpected in one becomes an
+    ``internal_error`` drop carrying that item.
 
     ``fallback_cluster`` names the cluster of events without a ``resourceId`` (raw files).
     Without ``deduper`` duplicates are only caught within this call; pass a long-lived one
@@ -190,42 +218,69 @@ def parse_documents(
 class _Walker:
     """Dispatches input shapes and accumulates the batch."""
 
-    __slots__ = ("batch", "categories", "deduper", "fallback_cluster")
+    __slots__ = ("batch", "categories", "deduper", "fallback_cluster", "source")
 
     def __init__(self, categories: frozenset[str], fallback: str | None, deduper: Deduper):
         self.categories = categories
         self.fallback_cluster = fallback
         self.deduper = deduper
         self.batch = Batch()
+        self.source = b""  # the document being walked: the raw of what cannot be re-dumped
 
     def drop(self, reason: Reason, detail: str, raw: bytes | None = None) -> None:
         self.batch.drops.append(Drop(reason, detail, raw))
         self.batch.counts[reason] += 1
 
+    def raw(self, value: Any) -> bytes:
+        """``value`` as dead-letter bytes; the whole document when it cannot be dumped."""
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            return self.source
+
     def document(self, data: bytes) -> None:
+        self.source = data
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            self.drop(Reason.NOT_JSON, str(exc), data)
+            self.batch.items += 1
+            reason = Reason.TOO_DEEP if "depth" in str(exc) else Reason.NOT_JSON
+            self.drop(reason, str(exc), data)
             return
-        self.value(value, self.fallback_cluster)
+        self.value(value, self.fallback_cluster, 0)
 
-    def value(self, value: Any, cluster: str | None) -> None:
+    def value(self, value: Any, cluster: str | None, depth: int) -> None:
         if isinstance(value, list):
-            for item in value:
-                self.value(item, cluster)
-        elif not isinstance(value, dict):
-            self.drop(Reason.NOT_AUDIT_EVENT, f"JSON {type(value).__name__}", _dump(value))
-        elif isinstance(value.get("records"), list):
-            for record in value["records"]:
-                self.value(record, cluster)
-        elif "category" in value and "properties" in value:
-            self.record(value)
-        elif value.get("kind") == "EventList" and isinstance(value.get("items"), list):
-            for item in value["items"]:
-                self.value(item, cluster)
+            items: Any = value
+        elif isinstance(value, dict) and isinstance(value.get("records"), list):
+            items = value["records"]
+        elif (isinstance(value, dict) and value.get("kind") == "EventList"
+              and isinstance(value.get("items"), list)):
+            items = value["items"]
         else:
-            self.event(value, cluster, truncated=False, raw=None)
+            self.item(value, cluster)
+            return
+        if depth >= MAX_CONTAINER_DEPTH:
+            self.batch.items += 1
+            self.drop(Reason.TOO_DEEP, f"input nested more than {MAX_CONTAINER_DEPTH} "
+                                       "arrays deep around its events", self.raw(value))
+            return
+        for item in items:
+            self.value(item, cluster, depth + 1)
+
+    def item(self, value: Any, cluster: str | None) -> None:
+        """One event, record or stray value: the isolation boundary."""
+        self.batch.items += 1
+        try:
+            if not isinstance(value, dict):
+                self.drop(Reason.NOT_AUDIT_EVENT, f"JSON {type(value).__name__}",
+                          self.raw(value))
+            elif "category" in value and "properties" in value:
+                self.record(value)
+            else:
+                self.event(value, cluster, raw=value)
+        except Exception as exc:
+            self.drop(Reason.INTERNAL_ERROR, describe(exc), self.raw(value))
 
     def record(self, record: dict[str, Any]) -> None:
         category = record["category"]
@@ -239,9 +294,9 @@ class _Walker:
         properties = record["properties"]
         log = properties.get("log") if isinstance(properties, dict) else None
         if isinstance(log, dict):
-            self.event(log, cluster, truncated=False, raw=None)
+            self.event(log, cluster, raw=record)
         elif not isinstance(log, str):
-            self.drop(Reason.NOT_AUDIT_EVENT, "record without properties.log", _dump(record))
+            self.drop(Reason.NOT_AUDIT_EVENT, "record without properties.log", self.raw(record))
         else:
             self.log(log, cluster, record)
 
@@ -250,65 +305,137 @@ class _Walker:
             event = orjson.loads(log)
         except orjson.JSONDecodeError as exc:
             if log.lstrip().startswith("{"):
-                self.event(salvage(log), cluster, truncated=True, raw=record)
+                self.salvaged(salvage(log), cluster, record)
             else:
-                self.drop(Reason.NOT_JSON, f"properties.log: {exc}", _dump(record))
+                self.drop(Reason.NOT_JSON, f"properties.log: {exc}", self.raw(record))
             return
         if isinstance(event, dict):
-            self.event(event, cluster, truncated=False, raw=record)
+            self.event(event, cluster, raw=record)
         else:
-            self.drop(Reason.NOT_AUDIT_EVENT, "properties.log is not an object", _dump(record))
+            self.drop(Reason.NOT_AUDIT_EVENT, "properties.log is not an object",
+                      self.raw(record))
 
-    def event(
-        self, event: dict[str, Any], cluster: str | None, *, truncated: bool, raw: Any
-    ) -> None:
-        rejection = _rejection(event)
-        if rejection is None and truncated and not _annotate(
-            event, event.get("annotations"), TRUNCATED_ANNOTATION, "true"
-        ):
-            rejection = (Reason.TRUNCATED_UNRECOVERABLE, "cannot mark: annotations not an object")
+    def salvaged(self, found: Salvaged, cluster: str | None, record: dict[str, Any]) -> None:
+        """A cut (or too deeply nested) log: delivered when its intact members identify
+        the event, marked, and timed by the best stand-in for a lost stageTimestamp."""
+        event = found.members
+        rejection = _rejection(event, timed=False)
         if rejection is not None:
-            reason = Reason.TRUNCATED_UNRECOVERABLE if truncated else rejection[0]
-            self.drop(reason, rejection[1], _dump(raw if raw is not None else event))
+            self.drop(Reason.TRUNCATED_UNRECOVERABLE, rejection[1], self.raw(record))
             return
-        audit_id, stage = event["auditID"], event["stage"]
-        if self.deduper.seen((cluster, audit_id, stage)):
-            self.drop(Reason.DUPLICATE, f"{audit_id} {stage}")
-            return
-        if cluster is not None:
-            _annotate(event, event.get("annotations"), CLUSTER_ANNOTATION, cluster)
-        self.batch.events.append(
-            AuditEvent(orjson.dumps(event), _event_time(event), audit_id, stage, cluster)
-        )
-        self.batch.counts[DELIVERED] += 1
-        if truncated:
+        marks = {TRUNCATED_ANNOTATION: "true"}
+        timestamp_ns = _event_time(event)
+        if not isinstance(event.get("stageTimestamp"), str):
+            time = record.get("time")
+            if timestamp_ns:
+                marks[TIMESTAMP_ANNOTATION] = "requestReceivedTimestamp"
+            elif isinstance(time, str) and (time_ns := parse_timestamp_ns(time)) is not None:
+                timestamp_ns, marks[TIMESTAMP_ANNOTATION] = time_ns, "record.time"
+            else:
+                marks[TIMESTAMP_ANNOTATION] = "received"  # the reader's clock
+        if self.event(event, cluster, raw=record, marks=marks, omitted=found.omitted,
+                      timestamp_ns=timestamp_ns):
             self.batch.counts[SALVAGED] += 1
 
+    def event(self, event: dict[str, Any], cluster: str | None, *, raw: Any,
+              marks: dict[str, str] | None = None, omitted: Sequence[str] = (),
+              timestamp_ns: int | None = None) -> bool:
+        """Validate, dedupe, annotate and encode one event; True when delivered. ``marks``
+        (salvage) must be written: an event that cannot carry them is not delivered."""
+        rejection = None if marks is not None else _rejection(event, timed=True)
+        if rejection is not None:
+            self.drop(*rejection, self.raw(raw))
+            return False
+        audit_id, stage = event["auditID"], event["stage"]
+        if self.deduper.seen((cluster, audit_id, stage)):
+            self.drop(Reason.DUPLICATE, f"{audit_id!r} {stage!r}")
+            return False
+        data, omitted = _encode(event, cluster, marks or {}, list(omitted))
+        if "auditID" in omitted or "stage" in omitted:
+            self.drop(Reason.MISSING_AUDIT_ID if "auditID" in omitted else Reason.MISSING_STAGE,
+                      "auditID or stage cannot be encoded", self.raw(raw))
+            return False
+        if timestamp_ns is None:
+            timestamp_ns = _event_time(event)
+        self.batch.events.append(AuditEvent(data, timestamp_ns, audit_id, stage, cluster))
+        self.batch.counts[DELIVERED] += 1
+        if omitted:
+            self.batch.counts[OMITTED] += 1
+        return True
 
-def _rejection(event: dict[str, Any]) -> tuple[Reason, str] | None:
+
+def _rejection(event: dict[str, Any], *, timed: bool) -> tuple[Reason, str] | None:
     """Why ``event`` cannot be delivered, or None. Values are only type-checked: an empty or
-    odd auditID/stage still identifies the event and dropping it would lose data."""
+    odd auditID/stage still identifies the event and dropping it would lose data. A salvaged
+    event (not ``timed``) may have lost its stageTimestamp to the cut."""
     if event.get("kind") != "Event":
         return Reason.NOT_AUDIT_EVENT, f"kind {event.get('kind')!r}"
     if not isinstance(event.get("auditID"), str):
         return Reason.MISSING_AUDIT_ID, "auditID absent or not a string"
     if not isinstance(event.get("stage"), str):
         return Reason.MISSING_STAGE, "stage absent or not a string"
-    if not isinstance(event.get("stageTimestamp"), str):
+    if timed and not isinstance(event.get("stageTimestamp"), str):
         return Reason.MISSING_STAGE_TIMESTAMP, "stageTimestamp absent or not a string"
     return None
 
 
-def _annotate(event: dict[str, Any], annotations: Any, key: str, value: str) -> bool:
-    """Add ``key`` unless present; False when annotations exist but are not an object
-    (left untouched: rewriting them would destroy source data)."""
-    if annotations is None:
-        event["annotations"] = {key: value}
-    elif isinstance(annotations, dict):
-        annotations.setdefault(key, value)
-    else:
+def _encode(event: dict[str, Any], cluster: str | None, marks: dict[str, str],
+            omitted: list[str]) -> tuple[bytes, list[str]]:
+    """The annotated event as compact JSON, and the members left out of it: those orjson
+    refuses (nested beyond its 254 levels, a lone surrogate, an integer beyond 64 bits) go,
+    named in OMITTED_ANNOTATION, so one hostile member never costs the event."""
+    if omitted:
+        marks = {**marks, OMITTED_ANNOTATION: _names(omitted)}
+    _annotate(event, cluster, marks)
+    try:
+        return orjson.dumps(event), omitted
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    refused = [key for key, value in event.items() if not _encodable(key, value)]
+    for key in refused:
+        del event[key]
+    omitted = omitted + refused
+    _annotate(event, cluster, {**marks, OMITTED_ANNOTATION: _names(omitted)})
+    return orjson.dumps(event), omitted
+
+
+def _encodable(key: str, value: Any) -> bool:
+    try:
+        orjson.dumps({key: value})  # as a member: one level deeper than the value alone
+    except TypeError:
         return False
     return True
+
+
+def _names(keys: Sequence[str]) -> str:
+    """Member names for an annotation, lone surrogates escaped."""
+    return ",".join(key.encode("utf-8", "backslashreplace").decode("utf-8") for key in keys)
+
+
+def _annotate(event: dict[str, Any], cluster: str | None, marks: dict[str, str]) -> None:
+    """Write ``marks`` and, unless present, the cluster name into the annotations.
+    Annotations that are not an object are left alone for the cluster name alone; marks
+    must be written, so they replace them, keeping the original as JSON text under
+    ORIGINAL_ANNOTATIONS."""
+    annotations = event.get("annotations")
+    if annotations is None:
+        if not (cluster or marks):
+            return
+        annotations = event["annotations"] = {}
+    elif not isinstance(annotations, dict):
+        if not marks:
+            return
+        annotations = event["annotations"] = {ORIGINAL_ANNOTATIONS: _json_text(annotations)}
+    if cluster is not None:
+        annotations.setdefault(CLUSTER_ANNOTATION, cluster)
+    annotations.update(marks)
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        return "(not encodable)"
 
 
 def _event_time(event: dict[str, Any]) -> int:
@@ -318,42 +445,3 @@ def _event_time(event: dict[str, Any]) -> int:
         if isinstance(value, str) and (nanos := parse_timestamp_ns(value)) is not None:
             return nanos
     return 0
-
-
-def _dump(value: Any) -> bytes:
-    """Raw bytes for a dead letter."""
-    return orjson.dumps(value)
-
-
-_DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-def salvage(text: str) -> dict[str, Any]:
-    """Leading top-level members of a JSON object cut short, each complete.
-
-    AKS cuts ``properties.log`` at a byte limit. A member counts only when followed by ``,``
-    or ``}``, so a number or literal cut mid-way (``"code":20`` of ``200``) is not kept.
-    """
-    members: dict[str, Any] = {}
-    skip = _WHITESPACE.match
-    pos = skip(text).end()
-    if not text.startswith("{", pos):
-        return members
-    pos += 1
-    while True:
-        try:
-            key, pos = _DECODER.raw_decode(text, skip(text, pos).end())
-            pos = skip(text, pos).end()
-            if not isinstance(key, str) or not text.startswith(":", pos):
-                return members
-            value, pos = _DECODER.raw_decode(text, skip(text, pos + 1).end())
-        except json.JSONDecodeError:
-            return members
-        pos = skip(text, pos).end()
-        if not text.startswith((",", "}"), pos):
-            return members
-        members[key] = value
-        if text.startswith("}", pos):
-            return members
-        pos += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from extractor.envelope import AuditEvent
+from extractor.envelope import AuditEvent, split_by_size
 
 VERSION = 1
 DEFAULT_MAX_MESSAGE_CHARS = 64 * 1024
@@ -34,6 +35,10 @@ DEFAULT_LEVEL = 1
 _HEADER_RESERVE = 160
 _FINISH_RESERVE = 16
 _MAX_UNCHECKED = 32 * 1024
+# A line's metadata JSON at most: auditID and stage are not bounded by the API server, so
+# this is a budget, not a bound; _line checks the whole line.
+_MAX_META = 4096
+_CLAIM_CHECK_NAME = re.compile(rf"v{VERSION}/[0-9a-f]{{32}}\.zlib")
 
 
 class PoisonReason(StrEnum):
@@ -47,6 +52,8 @@ class PoisonReason(StrEnum):
     DIGEST_MISMATCH = "digest_mismatch"
     COUNT_MISMATCH = "count_mismatch"
     BAD_INDEX = "bad_index"
+    BAD_EVENT = "bad_event"
+    CLAIMCHECK_INVALID = "claimcheck_invalid"
 
 
 class PoisonMessage(Exception):
@@ -77,6 +84,17 @@ class Limits:
     def max_frame_bytes(self) -> int:
         """Largest frame whose base64 text fits ``max_message_chars``."""
         return self.max_message_chars // 4 * 3
+
+    @property
+    def max_blob_bytes(self) -> int:
+        """Largest claim-check blob a reader downloads: zlib of ``max_inflated``
+        incompressible bytes (deflate adds 5 bytes per 16 KiB block, plus header)."""
+        return self.max_inflated + self.max_inflated // 1024 + 64
+
+    @property
+    def max_event_bytes(self) -> int:
+        """Largest event data a message can carry (its line's metadata aside)."""
+        return self.max_inflated - _MAX_META
 
 
 DEFAULT_LIMITS = Limits()
@@ -110,6 +128,12 @@ class Unpacked:
     count: int
     events: list[AuditEvent] | None
     blob: BlobRef | None
+
+
+def oversized(events: Sequence[AuditEvent], limits: Limits = DEFAULT_LIMITS
+              ) -> tuple[list[AuditEvent], list[AuditEvent]]:
+    """(events that fit a message or claim check, events too large for any)."""
+    return split_by_size(events, limits.max_event_bytes)
 
 
 def pack(
@@ -239,6 +263,13 @@ def _claim_check(line: bytes, level: int) -> OutgoingMessage:
     return OutgoingMessage(_text(header, b""), header["id"], 1, (name, zlib.compress(line, level)))
 
 
+def claim_check_name(message_id: str) -> str | None:
+    """The one blob name a claim check of message ``message_id`` may have; None for an id
+    the writer never makes (32 hex digits)."""
+    name = f"v{VERSION}/{message_id}.zlib"
+    return name if _CLAIM_CHECK_NAME.fullmatch(name) else None
+
+
 def unpack(text: str, *, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
     """Read one message; raises PoisonMessage when it can never be read."""
     try:
@@ -250,12 +281,22 @@ def unpack(text: str, *, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
     if blob is not None:
         if body:
             raise PoisonMessage(PoisonReason.BAD_HEADER, "claim check with an inline body")
+        if blob != claim_check_name(message_id) or count != 1:
+            # Only the writer's own name: anything else could point the reader (which
+            # deletes what it read) at another blob or container.
+            raise PoisonMessage(PoisonReason.CLAIMCHECK_INVALID,
+                                f"blob {blob[:100]!r} is not v{VERSION}/<message id>.zlib "
+                                "with one event")
         return Unpacked(message_id, count, None, BlobRef(blob, digest, count))
     return Unpacked(message_id, count, _decode(body, digest, count, limits), None)
 
 
 def unpack_blob(ref: BlobRef, data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> list[AuditEvent]:
-    """Events of a fetched claim-check blob; raises PoisonMessage like unpack."""
+    """Events of a fetched claim-check blob (read with at most ``limits.max_blob_bytes +
+    1`` bytes, so a larger one shows); raises PoisonMessage like unpack."""
+    if len(data) > limits.max_blob_bytes:
+        raise PoisonMessage(PoisonReason.TOO_LARGE,
+                            f"claim-check blob larger than {limits.max_blob_bytes} bytes")
     return _decode(data, ref.sha256, ref.count, limits)
 
 
@@ -331,4 +372,10 @@ def _event(entry: Any, data: bytes) -> AuditEvent:
         and (cluster is None or isinstance(cluster, str))
     ):
         raise PoisonMessage(PoisonReason.BAD_INDEX, f"entry {entry!r}")
+    try:  # what reaches Falco is an audit event object, whoever wrote the message
+        valid = isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        valid = False
+    if not valid:
+        raise PoisonMessage(PoisonReason.BAD_EVENT, f"event {audit_id!r}: not a JSON object")
     return AuditEvent(data, timestamp_ns, audit_id, stage, cluster)

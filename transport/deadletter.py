@@ -37,3 +37,11 @@ def send_dead_letter(deadletter: QueueClient, claims: ContainerClient, letter: D
             deadletter.create_queue()
         deadletter.send_message(text, time_to_live=NO_EXPIRY)
     return in_blob
+
+
+def store_dead_letter(container: ContainerClient, letter: DeadLetter) -> str:
+    """Event Hub mode has no dead-letter queue: the letter, raw inline, becomes the blob
+    `deadletter/v1/<id>.json` of the checkpoint container. Returns the blob name."""
+    name = f"{letter.blob_name}.json"
+    container.upload_blob(name, letter.text().encode("utf-8"), overwrite=True)
+    return name

@@ -31,19 +31,22 @@ from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import ExponentialRetry as QueueRetry
 from azure.storage.queue import QueueClient
 
-from extractor.deadletter import DeadLetter
+from extractor.deadletter import DeadLetter, describe
 from extractor.envelope import (
     DEFAULT_CATEGORIES,
     DEFAULT_DEDUPE_WINDOW,
+    DELIVERED,
     AuditEvent,
     Deduper,
     Drop,
+    Reason,
     parse_documents,
 )
-from extractor.message import OutgoingMessage, pack
+from extractor.message import OutgoingMessage, oversized, pack
 from extractor.ratelimit import TokenBucket
 from transport.clients import NO_EXPIRY, pipeline_clients
 from transport.deadletter import send_dead_letter
+from transport.errors import is_storage_failure
 
 log = logging.getLogger("k8saudit.ingest")
 
@@ -65,6 +68,8 @@ DEFER_CAPPED = "defer_capped"  # ... whose delay was cut to 7 days (rate exceede
 SHED = "shed"  # events not sent (shed policy)
 DEAD_LETTERED = "dead_lettered"
 DEAD_LETTER_CLAIM_CHECKS = "dead_letter_claim_checks"
+REFUSED = "refused"  # events of a queue message the service refused (400/413), dead-lettered
+DEAD_LETTER_REFUSED = "dead_letter_refused"  # dead letters the queue refused: logged only
 FAILED = "failed"  # invocations that raised (the host retries them)
 
 
@@ -220,12 +225,21 @@ class Ingestor:
                 create()
 
     def ingest(self, bodies: Sequence[bytes]) -> Report:
-        """Process one Event Hub batch; raise when anything could not be stored."""
+        """Process one Event Hub batch; raise only when storage failed (the host retries).
+
+        Bad data costs only its own item (a dead letter), never the batch. A failure that is
+        neither the data's nor the storage's (a bug) dead-letters the batch's bodies rather
+        than blocking the partition behind a batch that would fail forever."""
         started = time.perf_counter()
         report = Report()
         report.counts[BODIES] = len(bodies)
         try:
-            self._ingest(bodies, report)
+            try:
+                self._ingest(bodies, report)
+            except Exception as exc:
+                if is_storage_failure(exc):
+                    raise
+                self._dead_letter_bodies(bodies, exc, report)
         except BaseException:
             report.counts[FAILED] += 1
             # This batch's keys are in the window: its retry would be dropped as duplicates.
@@ -244,13 +258,18 @@ class Ingestor:
         with self._lock:
             batch = parse_documents(
                 bodies, categories=self.settings.categories, deduper=self.deduper)
-            events = self._shed(batch.events, counts)
+            fitting, too_large = oversized(batch.events)
+            drops = [*batch.drops, *(_too_large(event) for event in too_large)]
+            events = self._shed(fitting, counts)
             messages = pack(events)
             delays = [self._delay(message.count, counts) for message in messages]
             tokens = len(events)  # what _shed granted or _delay reserved, with a bucket
         counts.update(batch.counts)
+        if too_large:
+            counts[DELIVERED] -= len(too_large)
+            counts[Reason.TOO_LARGE] += len(too_large)
         try:
-            self._send_all(messages, delays, batch.drops, report)
+            self._send_all(messages, delays, drops, report)
         except BaseException:
             # The host retries the batch, which takes its tokens again: give them back, or
             # every failed attempt during an outage would add to the debt (and the delays)
@@ -270,15 +289,47 @@ class Ingestor:
         letters = [self._pool.submit(self._dead_letter, drop)
                    for drop in drops if drop.raw is not None]
         concurrent.futures.wait(sends + letters)
-        for future in sends:
-            sent, claim_checked = future.result()
-            report.sent.append(sent)
-            counts[MESSAGES] += 1
-            counts[SENT] += sent.count
-            counts[CLAIM_CHECKS] += claim_checked
+        storage_failure: BaseException | None = None
+        for message, future in zip(messages, sends, strict=True):
+            if (exc := future.exception()) is None:
+                sent, claim_checked = future.result()
+                report.sent.append(sent)
+                counts[MESSAGES] += 1
+                counts[SENT] += sent.count
+                counts[CLAIM_CHECKS] += claim_checked
+            elif is_storage_failure(exc):
+                storage_failure = storage_failure or exc
+            else:  # the service refused this message's content: it alone is lost to Falco
+                log.error("queue message %s (%d events) refused, dead-lettered: %s",
+                          message.message_id, message.count, describe(exc))
+                counts[REFUSED] += message.count
+                self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc),
+                                           message.text.encode("ascii")), counts)
         for future in letters:
-            counts[DEAD_LETTER_CLAIM_CHECKS] += future.result()
-            counts[DEAD_LETTERED] += 1
+            if (exc := future.exception()) is None:
+                counts[DEAD_LETTER_CLAIM_CHECKS] += future.result()
+                counts[DEAD_LETTERED] += 1
+            elif is_storage_failure(exc):
+                storage_failure = storage_failure or exc
+            else:
+                counts[DEAD_LETTER_REFUSED] += 1
+                log.error("dead letter refused by the queue: %s", describe(exc))
+        if storage_failure is not None:
+            raise storage_failure
+
+    def _dead_letter_now(self, drop: Drop, counts: Counter[str]) -> None:
+        """One dead letter from this thread; a storage failure propagates (host retry)."""
+        counts[DEAD_LETTER_CLAIM_CHECKS] += self._dead_letter(drop)
+        counts[DEAD_LETTERED] += 1
+
+    def _dead_letter_bodies(self, bodies: Sequence[bytes], exc: Exception,
+                            report: Report) -> None:
+        log.exception("ingest: unexpected %s, the batch's %d bodies go to the dead-letter "
+                      "queue", describe(exc), len(bodies))
+        report.counts[Reason.INTERNAL_ERROR] += len(bodies)
+        for body in bodies:
+            self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc), body),
+                                  report.counts)
 
     def _shed(self, events: list[AuditEvent], counts: Counter[str]) -> list[AuditEvent]:
         if self.bucket is None or self.settings.rate_limit_policy is not RatePolicy.SHED:
@@ -323,6 +374,12 @@ class Ingestor:
         with self._lock:
             self.totals.update(report.counts)
             self.last = report
+
+
+def _too_large(event: AuditEvent) -> Drop:
+    return Drop(Reason.TOO_LARGE, f"event {event.audit_id!r} {event.stage!r}: "
+                f"{len(event.data)} bytes, larger than any queue message or claim check",
+                event.data)
 
 
 def _retry(policy: type, total: int) -> Any:

@@ -60,10 +60,6 @@ param queueName string = 'k8saudit'
 param deadLetterQueueName string = 'k8saudit-deadletter'
 param claimCheckContainer string = 'k8saudit-claims'
 
-@description('Days before an orphaned claim-check blob is deleted; longer than the queue message TTL (7 days).')
-@minValue(1)
-param claimRetentionDays int = 8
-
 @description('Steady rate (audit events per second) the function forwards.')
 @minValue(1)
 param rateLimitEventsPerSecond int = 1000
@@ -184,12 +180,6 @@ module dataStorage 'modules/storage.bicep' = {
     ]
     containerNames: [
       claimCheckContainer
-    ]
-    expiringContainers: [
-      {
-        container: claimCheckContainer
-        deleteAfterDays: claimRetentionDays
-      }
     ]
   }
 }

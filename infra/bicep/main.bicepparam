@@ -33,7 +33,6 @@ param oidcIssuerUrl = 'https://<region>.oic.prod-aks.azure.com/<tenant-id>/<guid
 // param queueName = 'k8saudit'
 // param deadLetterQueueName = 'k8saudit-deadletter'
 // param claimCheckContainer = 'k8saudit-claims'
-// param claimRetentionDays = 8                   // lifecycle delete of orphaned claim blobs
 
 // Function (Flex Consumption)
 // param rateLimitEventsPerSecond = 1000

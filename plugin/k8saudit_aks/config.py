@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import orjson
 
 from extractor.envelope import DEFAULT_CATEGORIES
+from extractor.message import DEFAULT_LIMITS
 
 
 class ConfigError(ValueError):
@@ -42,8 +43,10 @@ class Common:
         sorted(DEFAULT_CATEGORIES), "Diagnostic log categories whose records are audit events."
     )
     max_event_size: int = _opt(
-        4 * 1024 * 1024, "Largest audit event (bytes) accepted; larger ones are skipped and "
-        "counted.", minimum=1024,
+        DEFAULT_LIMITS.max_event_bytes, "Largest audit event (bytes) handed to Falco; larger "
+        "ones are dead-lettered (queue mode, Event Hub mode) or logged (file replay) and "
+        "counted as too_large. The default is the largest event the ingest function writes.",
+        minimum=1024,
     )
     dedupe_window: int = _opt(
         100_000, "How many recent auditID+stage keys are remembered to drop redeliveries.",
@@ -53,36 +56,6 @@ class Common:
         60, "How often a stats line (received, delivered, skipped by reason, ...) is logged.",
         minimum=1,
     )
-
-
-@dataclass(frozen=True)
-class QueueMode:
-    """Drain the Storage Queue the ingest function fills (the serverless pipeline)."""
-
-    keys: ClassVar[tuple[str, ...]] = ("queue_name",)
-    queue_name: str = _opt(None, "Storage queue the ingest function writes to.")
-    queue_connection_string: str | None = _opt(
-        None, "Storage connection string (or use queue_account_url with Azure identity).",
-        secret=True,
-    )
-    queue_account_url: str | None = _opt(
-        None, "https://ACCOUNT.queue.core.windows.net, authenticated with "
-        "DefaultAzureCredential (workload identity, managed identity, environment).",
-    )
-    blob_account_url: str | None = _opt(
-        None, "Blob endpoint for claim-check blobs; derived from queue_account_url if unset."
-    )
-    deadletter_queue_name: str = _opt("k8saudit-deadletter", "Queue poison messages move to.")
-    claimcheck_container: str = _opt(
-        "k8saudit-claims", "Blob container holding audit events too large for a message."
-    )
-    visibility_timeout_seconds: int = _opt(
-        300, "How long a received message stays invisible; extended while it is held "
-        "(a crashed reader's messages reappear after at most this long).",
-        minimum=1,
-    )
-    max_messages_per_poll: int = _opt(32, "Messages fetched per receive call.", minimum=1,
-                                      maximum=32)
 
 
 # Shapes checked at init, so a typo fails plugin_init instead of a background retry loop.
@@ -99,13 +72,55 @@ _BLOB_CONN = (r"(?i)^(?=.*(^|;)\s*(AccountName|BlobEndpoint|UseDevelopmentStorag
               r"[^;=]+=[^;]*(;[^;=]+=[^;]*)*;?$",
               "a storage connection string: DefaultEndpointsProtocol=https;AccountName=...;"
               "AccountKey=...;EndpointSuffix=core.windows.net")
-_URL = (r"^https?://[^/\s]+/?$", "an account URL such as https://ACCOUNT.blob.core.windows.net")
+# (A local emulator's URL carries the account as its one path segment.)
+_URL = (r"^(https?://[^/\s;]+|http://(127\.0\.0\.1|localhost)(:[0-9]+)?/[A-Za-z0-9]+)/?$",
+        "an account URL such as https://ACCOUNT.blob.core.windows.net")
+_QUEUE_URL = (_URL[0],
+              "an account URL such as https://ACCOUNT.queue.core.windows.net (a connection "
+              "string goes in queue_connection_string)")
 _CONTAINER = (r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
               "a blob container name: 3-63 lower-case letters, digits and single hyphens")
 
 
 def _shape(rule: tuple[str, str]) -> dict[str, str]:
     return {"pattern": rule[0], "expect": rule[1]}
+
+
+@dataclass(frozen=True)
+class QueueMode:
+    """Drain the Storage Queue the ingest function fills (the serverless pipeline)."""
+
+    keys: ClassVar[tuple[str, ...]] = ("queue_name",)
+    queue_name: str = _opt(None, "Storage queue the ingest function writes to.")
+    queue_connection_string: str | None = _opt(
+        None, "Storage connection string (or use queue_account_url with Azure identity).",
+        secret=True,
+    )
+    queue_account_url: str | None = _opt(
+        None, "https://ACCOUNT.queue.core.windows.net, authenticated with "
+        "DefaultAzureCredential (workload identity, managed identity, environment).",
+        **_shape(_QUEUE_URL),
+    )
+    blob_account_url: str | None = _opt(
+        None, "Blob endpoint for claim-check blobs; derived from queue_account_url if unset.",
+        **_shape(_URL),
+    )
+    deadletter_queue_name: str = _opt("k8saudit-deadletter", "Queue poison messages move to.")
+    claimcheck_container: str = _opt(
+        "k8saudit-claims", "Blob container holding audit events too large for a message."
+    )
+    visibility_timeout_seconds: int = _opt(
+        300, "How long a received message stays invisible; extended while it is held "
+        "(a crashed reader's messages reappear after at most this long).",
+        minimum=1,
+    )
+    max_messages_per_poll: int = _opt(32, "Messages fetched per receive call.", minimum=1,
+                                      maximum=32)
+    max_dequeue_count: int = _opt(
+        5, "A message that failed this many receives (a claim-check blob that cannot be "
+        "read, ...) goes to the dead-letter queue with its last error instead of being "
+        "retried again, as the Functions queue trigger does.", minimum=1,
+    )
 
 
 @dataclass(frozen=True)

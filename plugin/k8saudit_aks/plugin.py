@@ -69,11 +69,13 @@ class K8sAuditAksPlugin(Plugin):
     def open(self, params: str) -> Instance:
         params = params.strip()
         common, mode = self.settings.common, self.settings.mode
+        # Replay needs file:// or an absolute path: a cluster name (the Go plugin's open
+        # params) must never turn into a replay because a folder of that name exists.
         if params.startswith(FILE_SCHEME):
             return FileInstance(Path(params[len(FILE_SCHEME):]), common)
-        if params and Path(params).exists():
+        if params.startswith("/"):
             return FileInstance(Path(params), common)
-        cluster = params or None  # the Go plugin's open params: a cluster name
+        cluster = params or None
         if isinstance(mode, QueueMode):
             from plugin.k8saudit_aks.sources.queue import QueueInstance
 
@@ -94,5 +96,5 @@ class K8sAuditAksPlugin(Plugin):
                                             "record carries no AKS resourceId"},
             {"value": "file:///var/log/k8s-audit.jsonl",
              "desc": "Replay audit events, Event Hub bodies or storage archives from a file "
-                     "or directory (a bare path works too)"},
+                     "or directory (an absolute path works too)"},
         ])

@@ -36,14 +36,16 @@ class Stats:
         self.counts[f"skipped.{reason}"] += n
 
     def parsed(self, batch: Batch, where: str) -> None:
-        """What one envelope parse gave: events received, duplicates, drops by reason."""
+        """What one envelope parse gave: events received, duplicates, drops by reason.
+        A drop worth a dead letter (it carries its raw item) is logged as a warning."""
         self.received(len(batch.events))
         for drop in batch.drops:
             if drop.reason is Reason.DUPLICATE:
                 self.add("deduplicated")
-            else:
-                self.skipped(drop.reason)
-                log.debug("%s: skipped (%s): %s", where, drop.reason, drop.detail[:200])
+                continue
+            self.skipped(drop.reason)
+            level = logging.DEBUG if drop.raw is None else logging.WARNING
+            log.log(level, "%s: skipped (%s): %s", where, drop.reason, drop.detail[:200])
 
     def line(self) -> str:
         parts = [f"{k}={v}" for k, v in sorted(self.counts.items())]

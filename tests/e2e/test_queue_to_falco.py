@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 import zlib
 from collections import Counter
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from extractor.envelope import AuditEvent, parse_documents
-from extractor.message import pack
+from extractor.message import DEFAULT_LIMITS, pack
 from tests.azurite import Azurite
 from tests.e2e.support import Host, Pipeline, audit_events, capture
 
@@ -94,23 +95,36 @@ def _frame(header: dict, body: bytes = b"") -> str:
     return base64.b64encode(head + b"\n" + body if body else head).decode()
 
 
-def _header(payload: bytes, **extra: object) -> dict:
-    return {"v": 1, "id": "poison", "n": 1, "sha256": hashlib.sha256(payload).hexdigest(),
+def _header(payload: bytes, message_id: str = "poison", **extra: object) -> dict:
+    return {"v": 1, "id": message_id, "n": 1, "sha256": hashlib.sha256(payload).hexdigest(),
             **extra}
 
 
+NOWHERE, TAMPERED, HUGE, OTHER = (f"{i:032x}" for i in range(1, 5))
+
+
 def test_poison_messages_are_dead_lettered_and_the_rest_flows(pipe: Pipeline) -> None:
+    """Each hostile message costs itself (issue 9, items 2-4 and 9): dead-lettered with its
+    reason, deleted, and every good message around it delivered."""
     good = audit_events(40, prefix="good")
     line = b'[1,"x","ResponseComplete",null]\t{"auditID":"x"}\n'
     bomb = b"\0" * (16 * 1024 * 1024 + 1)  # 16 KiB compressed, one byte over the bound
-    pipe.claims.upload_blob("v1/tampered.zlib", zlib.compress(line + line))
+    pipe.claims.upload_blob(f"v1/{TAMPERED}.zlib", zlib.compress(line + line))
+    # A blob larger than any claim check: the reader's ranged download stops at the bound.
+    pipe.claims.upload_blob(f"v1/{HUGE}.zlib", os.urandom(DEFAULT_LIMITS.max_blob_bytes + 10))
+    pipe.claims.upload_blob("other/secret.zlib", zlib.compress(line))
+    not_json = b'[1,"x","ResponseComplete",null]\tnot json\n'
     hostile = {  # message text -> the reason it is dead-lettered with
         "<script>alert(1)</script> not base64 at all": "bad_base64",
         _frame({**_header(line), "v": 2}, zlib.compress(line)): "unsupported_version",
         _frame(_header(line + b" "), zlib.compress(line)): "digest_mismatch",
         _frame(_header(bomb), zlib.compress(bomb, 9)): "too_large",
-        _frame(_header(line, blob="v1/nowhere.zlib")): "claimcheck_missing",
-        _frame(_header(line, blob="v1/tampered.zlib")): "digest_mismatch",
+        _frame(_header(not_json), zlib.compress(not_json)): "bad_event",
+        _frame(_header(line, NOWHERE, blob=f"v1/{NOWHERE}.zlib")): "claimcheck_missing",
+        _frame(_header(line, TAMPERED, blob=f"v1/{TAMPERED}.zlib")): "digest_mismatch",
+        _frame(_header(line, HUGE, blob=f"v1/{HUGE}.zlib")): "too_large",
+        _frame(_header(line, OTHER, blob="../other/secret.zlib")): "claimcheck_invalid",
+        _frame(_header(line, OTHER, blob="")): "claimcheck_invalid",
     }
     pipe.send(good[:20])
     for text in hostile:
@@ -128,13 +142,16 @@ def test_poison_messages_are_dead_lettered_and_the_rest_flows(pipe: Pipeline) ->
         assert letter["source_queue"] == pipe.names["queue"]
         assert letter["message_id"] and letter["detail"]
     assert {letter["claim_check"] for letter in letters.values()} == {
-        None, "v1/nowhere.zlib", "v1/tampered.zlib"}
+        None, f"v1/{NOWHERE}.zlib", f"v1/{TAMPERED}.zlib", f"v1/{HUGE}.zlib"}
     stats = run.stats
     assert stats["dead_lettered.digest_mismatch"] == 2
-    assert stats["dead_lettered.too_large"] == 1
+    assert stats["dead_lettered.too_large"] == 2
+    assert stats["dead_lettered.claimcheck_invalid"] == 2
     assert sum(v for k, v in stats.items() if k.startswith("dead_lettered.")) == len(hostile)
     assert pipe.messages_left() == 0
-    assert "v1/tampered.zlib" in pipe.blob_names()  # evidence kept beside its dead letter
+    blobs = set(pipe.blob_names())
+    assert {f"v1/{TAMPERED}.zlib", f"v1/{HUGE}.zlib"} <= blobs  # evidence beside its letter
+    assert "other/secret.zlib" in blobs  # never read, never deleted
 
 
 def test_rate_limit_spreads_events_and_drops_none(pipe: Pipeline) -> None:

@@ -13,7 +13,9 @@ import pytest
 from extractor.envelope import (
     CLUSTER_ANNOTATION,
     DELIVERED,
+    ORIGINAL_ANNOTATIONS,
     SALVAGED,
+    TIMESTAMP_ANNOTATION,
     TRUNCATED_ANNOTATION,
     AuditEvent,
     Deduper,
@@ -21,9 +23,9 @@ from extractor.envelope import (
     cluster_from_resource_id,
     parse_documents,
     parse_timestamp_ns,
-    salvage,
     split_documents,
 )
+from extractor.salvage import Salvaged, salvage
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 AKS = FIXTURES / "aks"
@@ -120,9 +122,6 @@ DROPS = [
      True),
     ("truncated before auditID", dumps(record(TRUNCATED_EARLY)), Reason.TRUNCATED_UNRECOVERABLE,
      True),
-    ("truncated, annotations not an object",
-     dumps(record(log_of(event(annotations=5, requestObject={"x": 1}))[:-10])),
-     Reason.TRUNCATED_UNRECOVERABLE, True),
 ]
 
 
@@ -302,20 +301,21 @@ FULL = '{"kind":"Event","auditID":"a","code":200,"user":{"u":1},"ok":true}'
     ],
 )
 def test_salvage_keeps_only_complete_leading_members(cut: int, expected: dict) -> None:
-    assert salvage(FULL[:cut]) == expected
+    assert salvage(FULL[:cut]) == Salvaged(expected, [])
 
 
 @pytest.mark.parametrize("text", ["[1,2", '  { "a" : 1 , "b"', '{"a" 1}', '{1:2}'])
 def test_salvage_stops_at_anything_odd(text: str) -> None:
-    assert salvage(text) == ({"a": 1} if text.startswith("  {") else {})
+    assert salvage(text).members == ({"a": 1} if text.startswith("  {") else {})
 
 
-def test_unmarkable_truncated_copy_does_not_hide_the_intact_one() -> None:
-    source = event(annotations=5, requestObject={"x": 1})
-    docs = [dumps(record(log_of(source)[:-10])), dumps(record(log_of(source)))]
-    batch = parse_documents(docs)
-    assert len(batch.events) == 1
-    assert [d.reason for d in batch.drops] == [Reason.TRUNCATED_UNRECOVERABLE]
+def test_truncated_event_with_annotations_not_an_object_is_still_marked() -> None:
+    """Marks must be written: the odd annotations are kept as JSON text beside them."""
+    cut = log_of(event(annotations=[5], requestObject={"x": 1}))[:-10]
+    (out,) = parse_documents([dumps(record(cut))]).events
+    assert orjson.loads(out.data)["annotations"] == {
+        ORIGINAL_ANNOTATIONS: "[5]", CLUSTER_ANNOTATION: "aks-dev-01",
+        TRUNCATED_ANNOTATION: "true"}
 
 
 def test_salvaged_event_is_marked() -> None:
@@ -361,13 +361,18 @@ def test_fixture_delivers_every_expected_event_exactly_once() -> None:
 
 
 def test_fixture_salvage_rate() -> None:
-    """7 of the fixture's 21 truncated events keep auditID, stage and stageTimestamp."""
+    """All 21 of the fixture's truncated events keep auditID and stage: all are delivered,
+    the 13 that lost stageTimestamp timed by requestReceivedTimestamp or the record's time
+    (issue 9, item 8)."""
     batch = parse_documents((AKS / "eventhub-bodies.jsonl").read_bytes().splitlines())
     salvaged = {e.key for e in batch.events if TRUNCATED_ANNOTATION.encode() in e.data}
     truncated = {(e["cluster"], e["auditID"], e["stage"]) for e in expected_events()
                  if e["truncated"]}
-    assert salvaged <= truncated
-    assert len(salvaged) == 7
+    assert salvaged == truncated
+    assert len(salvaged) == 21
+    fallbacks = Counter(orjson.loads(e.data)["annotations"].get(TIMESTAMP_ANNOTATION)
+                        for e in batch.events if e.key in salvaged)
+    assert fallbacks == {None: 8, "record.time": 12, "requestReceivedTimestamp": 1}
 
 
 def test_storage_archive_matches_the_event_hub_bodies_it_came_from() -> None:

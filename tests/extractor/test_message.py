@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import random
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -152,6 +153,7 @@ def header_for(payload: bytes, **changes: Any) -> dict[str, Any]:
     return {**header, **changes}
 
 
+ID = "a" * 32
 PAYLOAD = b'[1,"a","ResponseComplete","c"]\t{"kind":"Event"}\n'
 BODY = zlib.compress(PAYLOAD)
 POISON = [
@@ -185,6 +187,25 @@ POISON = [
                                 zlib.compress(b"[1,2,3,4]\t{}\n")), PoisonReason.BAD_INDEX),
     ("no final newline", frame(header_for(PAYLOAD[:-1]), zlib.compress(PAYLOAD[:-1])),
      PoisonReason.COUNT_MISMATCH),
+    # Event data that is not an audit event object never reaches Falco (issue 9, item 9).
+    *[(f"event data {name}", frame(header_for(p := b'[1,"a","b",null]\t' + data + b"\n"),
+                                   zlib.compress(p)), PoisonReason.BAD_EVENT)
+      for name, data in [("not json", b"{nope"), ("an array", b"[1]"), ("empty", b""),
+                         ("a string", b'"x"')]],
+    # Claim checks name exactly v1/<own id>.zlib: nothing else can be read and deleted
+    # (issue 9, item 3).
+    *[(f"claim check {name}", frame(header_for(PAYLOAD, id=ID, blob=blob)),
+       PoisonReason.CLAIMCHECK_INVALID)
+      for name, blob in [("empty name", ""), ("other container", "../other/x.zlib"),
+                         ("another message's blob", f"v1/{'b' * 32}.zlib"),
+                         ("dot segments", f"v1/../v1/{ID}.zlib"),
+                         ("absolute url", f"https://evil.blob.core.windows.net/c/v1/{ID}.zlib"),
+                         ("deadletter prefix", f"deadletter/v1/{ID}")]],
+    ("claim check of an id the writer never makes",
+     frame(header_for(PAYLOAD, id="../x", blob="v1/../x.zlib")), PoisonReason.CLAIMCHECK_INVALID),
+    ("claim check of several events", frame(header_for(PAYLOAD, id=ID, n=2,
+                                                       blob=f"v1/{ID}.zlib")),
+     PoisonReason.CLAIMCHECK_INVALID),
 ]
 
 
@@ -213,6 +234,23 @@ def test_compression_bomb_stops_at_the_limit(inflated: int, limit: int) -> None:
     assert caught.value.reason is PoisonReason.TOO_LARGE
 
 
+def test_claim_check_blob_over_the_download_bound_is_poison() -> None:
+    """The reader downloads max_blob_bytes + 1 at most; that much is refused unread."""
+    (claim,) = pack([incompressible(60_000)])
+    ref = unpack(claim.text).blob
+    assert ref is not None
+    limits = Limits(max_inflated=4096)
+    with pytest.raises(PoisonMessage) as caught:
+        unpack_blob(ref, b"\0" * (limits.max_blob_bytes + 1), limits=limits)
+    assert caught.value.reason is PoisonReason.TOO_LARGE
+
+
+def test_blob_bound_holds_an_incompressible_claim_check() -> None:
+    limits = Limits(max_inflated=1 << 20)
+    data = random.Random(1).randbytes(limits.max_inflated)
+    assert len(zlib.compress(data, 1)) <= limits.max_blob_bytes
+
+
 def test_payload_of_exactly_the_limit_is_read() -> None:
     limits = Limits(max_inflated=len(PAYLOAD))
     assert unpack(frame(header_for(PAYLOAD), BODY), limits=limits).count == 1
@@ -227,7 +265,7 @@ JSON_VALUES = st.recursive(
 )
 EVENTS = st.builds(
     AuditEvent,
-    data=JSON_VALUES.map(orjson.dumps),
+    data=st.dictionaries(st.text(), JSON_VALUES, max_size=4).map(orjson.dumps),
     timestamp_ns=st.integers(0, 2**63 - 1),
     audit_id=st.text(),
     stage=st.text(),

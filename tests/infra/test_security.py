@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.infra.bicep import app_settings, body, decorator, ref
+from transport.clients import NO_EXPIRY
 
 FUNCTION_CONTRACT = {
     "EVENTHUB_NAME", "EVENTHUB_CONSUMER_GROUP", "AUDIT_CATEGORIES",
@@ -33,22 +34,18 @@ def test_containers_are_private(templates):
     assert body(containers)["properties"]["publicAccess"] == "None"
 
 
-def test_claim_check_container_has_a_lifecycle_rule(templates):
-    storage = templates["modules/storage.bicep"]
-    (policy,) = resources_of(
-        storage, "Microsoft.Storage/storageAccounts/managementPolicies").values()
-    rules = body(policy)["properties"]["policy"]["rules"]
-    rule = body({"config": rules})
-    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
-    assert rule["definition"]["filters"]["prefixMatch"] == ["${rule.container}/"]
-
+def test_no_lifecycle_rule_outlives_a_message(templates):
+    """Messages and dead letters never expire (NO_EXPIRY), so no finite lifecycle rule is
+    longer than a message's life: none may delete the blobs they name."""
+    assert NO_EXPIRY == -1
+    for template in templates.values():
+        assert not resources_of(
+            template, "Microsoft.Storage/storageAccounts/managementPolicies")
     main = templates["main.bicep"]
     data = body(main["modules"]["dataStorage"])["params"]
     assert data["queueNames"] == ["queueName", "deadLetterQueueName"]
     assert data["containerNames"] == ["claimCheckContainer"]
-    assert data["expiringContainers"] == [
-        {"container": "claimCheckContainer", "deleteAfterDays": "claimRetentionDays"}
-    ]
+    assert "expiringContainers" not in data
     host = body(main["modules"]["hostStorage"])["params"]
     assert [ref(c) for c in host["containerNames"]] == ["names.deploymentContainer"]
     assert "queueNames" not in host

@@ -22,20 +22,20 @@ def frozen_bucket(rate: float, burst: int) -> TokenBucket:
     return TokenBucket(rate, burst, clock=lambda: 0.0)
 
 
-def test_oversized_and_duplicate_events_are_counted_and_use_no_token() -> None:
-    handover: Handover[str] = Handover(100, bucket=frozen_bucket(1, 2), deduper=Deduper(10))
-    handover.add("m1", [event(0), event(1, size=101), event(0), event(2), event(3)])
+def test_duplicate_events_are_counted_and_use_no_token() -> None:
+    handover: Handover[str] = Handover(bucket=frozen_bucket(1, 2), deduper=Deduper(10))
+    handover.add("m1", [event(0), event(0), event(2), event(3)])
 
     got = handover.take()
 
     assert [e.timestamp_ns for e in got] == [1000, 1002]  # two tokens, two events
-    assert handover.counts() == {"delivered": 2, "deduplicated": 1, "skipped.too_large": 1}
+    assert handover.counts() == {"delivered": 2, "deduplicated": 1}
     assert handover.pending == 1  # event 3 waits for a token: nothing is dropped
     assert handover.take() == [] and handover.counts() == {}
 
 
 def test_at_most_max_batch_events_in_order() -> None:
-    handover: Handover[str] = Handover(100, max_batch=3)
+    handover: Handover[str] = Handover(max_batch=3)
     handover.add("m1", [event(i) for i in range(2)])
     handover.add("m2", [event(i) for i in range(2, 5)])
     assert [e.timestamp_ns for e in handover.take()] == [1000, 1001, 1002]
@@ -43,7 +43,7 @@ def test_at_most_max_batch_events_in_order() -> None:
 
 
 def test_an_event_without_a_time_gets_the_current_time() -> None:
-    handover: Handover[None] = Handover(100)
+    handover: Handover[None] = Handover()
     handover.add(None, [event(0, ts=0)])
     before = time.time_ns()
     (got,) = handover.take()
@@ -51,7 +51,7 @@ def test_an_event_without_a_time_gets_the_current_time() -> None:
 
 
 def test_a_message_is_acknowledged_on_the_call_after_its_last_event_went_out() -> None:
-    handover: Handover[str] = Handover(100, max_batch=2)
+    handover: Handover[str] = Handover(max_batch=2)
     handover.add("m1", [event(0)])
     handover.add("m2", [event(1), event(2)])
     handover.add("empty", [])
@@ -64,13 +64,13 @@ def test_a_message_is_acknowledged_on_the_call_after_its_last_event_went_out() -
 
 
 def test_close_does_not_count_the_last_batch_as_consumed() -> None:
-    handover: Handover[str] = Handover(100)
+    handover: Handover[str] = Handover()
     handover.add("m1", [event(0)])
     handover.acknowledge()
     assert len(handover.take()) == 1
     assert handover.unconsumed_at_close() == []  # Falco may not have processed it
 
-    handed_nothing: Handover[str] = Handover(100, deduper=Deduper(10))
+    handed_nothing: Handover[str] = Handover(deduper=Deduper(10))
     handed_nothing.add("seen", [event(0)])
     assert len(handed_nothing.take()) == 1
     handed_nothing.acknowledge()

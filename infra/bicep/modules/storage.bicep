@@ -10,9 +10,6 @@ param queueNames array = []
 @description('Blob containers to create.')
 param containerNames array = []
 
-@description('Lifecycle rules: [{ container: string, deleteAfterDays: int }] delete old blobs.')
-param expiringContainers array = []
-
 // Falco reaches the queue from AKS and the Flex app runs without VNet integration, so the
 // endpoint stays public; Entra ID RBAC with shared keys off is the access control.
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -82,40 +79,9 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
   name: queue
 }]
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (!empty(expiringContainers)) {
-  parent: account
-  name: 'default'
-  properties: {
-    policy: {
-      rules: [for rule in expiringContainers: {
-        name: 'expire-${rule.container}'
-        enabled: true
-        type: 'Lifecycle'
-        definition: {
-          filters: {
-            blobTypes: [
-              'blockBlob'
-            ]
-            prefixMatch: [
-              '${rule.container}/'
-            ]
-          }
-          actions: {
-            baseBlob: {
-              delete: {
-                daysAfterModificationGreaterThan: rule.deleteAfterDays
-              }
-            }
-          }
-        }
-      }]
-    }
-  }
-  dependsOn: [
-    containers
-  ]
-}
-
+// No lifecycle rule: queue messages and dead letters never expire, and a lifecycle delete
+// would take the claim-check or dead-letter blob of a message still waiting in a queue. The
+// reader deletes a claim-check blob right after its message (docs/failure-modes.md).
 output id string = account.id
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob

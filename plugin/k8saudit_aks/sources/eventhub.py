@@ -37,15 +37,18 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from extractor.envelope import AuditEvent, Deduper, parse_documents
+from extractor.deadletter import DeadLetter, describe
+from extractor.envelope import AuditEvent, Deduper, parse_documents, split_by_size
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff
-from plugin.k8saudit_aks.sources.handover import Handover
+from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError
 from transport.clients import container_client, default_credential
+from transport.deadletter import store_dead_letter
+from transport.errors import is_storage_failure
 
 log = logging.getLogger("k8saudit-aks.eventhub")
 
@@ -85,6 +88,16 @@ def body_bytes(event: EventData) -> bytes:
         return b"".join(bytes(section) for section in body)
     except TypeError:
         return event.body_as_str(encoding="utf-8").encode()
+
+
+def _body_or_empty(event: EventData) -> bytes:
+    """The body, or b"" for an AMQP body that cannot be read (it then counts as not_json)."""
+    try:
+        return body_bytes(event)
+    except Exception as exc:
+        log.warning("unreadable Event Hub message body (sequence %s): %s",
+                    event.sequence_number, describe(exc))
+        return b""
 
 
 def build_client(mode: EventHubMode, store: BlobCheckpointStore) -> EventHubConsumerClient:
@@ -172,24 +185,9 @@ class _NappingDict(dict):
         return super().items()
 
 
-class _RedactingFilter(logging.Filter):
-    """Scrubs every log record (the Azure SDK's included) before a handler writes it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-            record.exc_info = record.exc_text = None
-        record.msg, record.args = redact(text), ()
-        return True
-
-
-def install_log_redaction() -> None:
-    """Every root handler scrubs secrets; the event processor's per-error warnings
-    duplicate our lines (the `azure` logger's level is set in plugin.py)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
-            handler.addFilter(_RedactingFilter())
+def quiet_processor_warnings() -> None:
+    """The event processor's per-error warnings duplicate our lines (the `azure` logger's
+    level is set in plugin.py)."""
     processor = logging.getLogger("azure.eventhub._eventprocessor")
     if processor.level == logging.NOTSET:
         processor.setLevel(logging.ERROR)
@@ -201,17 +199,20 @@ class EventHubInstance(Instance):
         connect: Callable[[EventHubMode, BlobCheckpointStore], EventHubConsumerClient]
         = build_client,
     ) -> None:
-        install_log_redaction()
+        quiet_processor_warnings()
         self.mode, self.common, self.cluster = mode, common, cluster
         self.where = f"{mode.event_hub_name} (consumer group {mode.consumer_group})"
         self.store = build_store(mode)
+        self.letters = container_client(  # dead letters: blobs beside the checkpoints
+            mode.blob_storage_container_name,
+            connection_string=mode.blob_storage_connection_string,
+            account_url=mode.blob_storage_account_url)
         self.client = connect(mode, self.store)
         self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds)
         for key in ("messages", "received", "delivered", "deduplicated", "checkpoints",
                     "errors"):
             self.stats.add(key, 0)  # the stats line shows them from the start
         self.handover: Handover[_Message] = Handover(
-            common.max_event_size,
             bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst))
         self.deduper = Deduper(max(1, common.dedupe_window))  # in parse_documents
         self.checkpoints = _Checkpoints()
@@ -289,7 +290,14 @@ class EventHubInstance(Instance):
     def _on_batch(self, partition: PartitionContext, batch: list[EventData]) -> None:
         self._contact()
         for event in batch:
-            message = self._parse(partition, event)
+            try:
+                message = self._parse(partition, event)
+            except Exception as exc:  # a bug, not the data: this message alone pays
+                log.exception("partition %s: unexpected error parsing a message",
+                              partition.partition_id)
+                self._dead_letter(DeadLetter("plugin", "internal_error", describe(exc),
+                                             _body_or_empty(event)))
+                message = _Message(partition, event, [])
             while True:
                 try:
                     self._queue.put(message, timeout=TICK_S)
@@ -300,18 +308,38 @@ class EventHubInstance(Instance):
                     self._contact()
 
     def _parse(self, partition: PartitionContext, event: EventData) -> _Message:
-        try:
-            documents = [body_bytes(event)]
-        except Exception as exc:  # an AMQP body we cannot read: skip it, keep going
-            log.debug("partition %s: unreadable body: %s", partition.partition_id, exc)
-            documents = [b""]
-        batch = parse_documents(documents, categories=self.common.accepted_categories,
+        batch = parse_documents([_body_or_empty(event)], categories=self.common.accepted_categories,
                                 fallback_cluster=self.cluster, deduper=self.deduper)
+        where = f"partition {partition.partition_id} seq {event.sequence_number}"
         with self._lock:
             self.stats.add("messages")
-            self.stats.parsed(batch, f"partition {partition.partition_id} seq "
-                                     f"{event.sequence_number}")
-        return _Message(partition, event, batch.events)
+            self.stats.parsed(batch, where)
+        events, too_large = split_by_size(batch.events, self.common.max_event_size)
+        letters = [DeadLetter("plugin", str(drop.reason), f"{where}: {drop.detail}", drop.raw)
+                   for drop in batch.drops if drop.raw is not None]
+        letters += [DeadLetter("plugin", "too_large", too_large_detail(
+            e, self.common.max_event_size), e.data) for e in too_large]
+        for letter in letters:  # before the message can be checkpointed
+            self._dead_letter(letter)
+        return _Message(partition, event, events)
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        """Store one dead letter, retrying storage failures while open: the partition
+        waits (nothing is checkpointed past an item that was not recorded)."""
+        while not self._closed.is_set():
+            try:
+                name = store_dead_letter(self.letters, letter)
+            except Exception as exc:
+                if is_storage_failure(exc):
+                    self._closed.wait(self._failed("dead letter", exc))
+                    continue
+                log.error("dead letter %s (%s) refused: %s", letter.id, letter.reason,
+                          describe(exc))
+                name = ""
+            with self._lock:
+                self.stats.add(f"dead_lettered.{letter.reason}" if name
+                               else "dead_letter_refused")
+            return
 
     def _on_error(self, partition: PartitionContext | None, error: Exception) -> None:
         where = f"partition {partition.partition_id}" if partition else "load balancing"

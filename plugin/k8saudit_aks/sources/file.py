@@ -13,9 +13,15 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from extractor.envelope import AuditEvent, Deduper, parse_documents, split_documents
+from extractor.envelope import (
+    AuditEvent,
+    Deduper,
+    parse_documents,
+    split_by_size,
+    split_documents,
+)
 from plugin.k8saudit_aks.config import Common
-from plugin.k8saudit_aks.sources.handover import Handover
+from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Eof, Event, Instance, PluginError
 
@@ -34,30 +40,39 @@ def replay_files(path: Path) -> list[Path]:
 
 
 class FileInstance(Instance):
-    def __init__(self, path: Path, common: Common, cluster: str | None = None) -> None:
+    def __init__(self, path: Path, common: Common) -> None:
         self.files = replay_files(path)
         self.common = common
-        self.cluster = cluster
         self.stats = Stats(f"file:{path}", common.stats_interval_seconds)
         self.done_files = 0
-        self.handover: Handover[None] = Handover(common.max_event_size)
+        self.handover: Handover[None] = Handover()
         self._chunks = self._read()
 
     def _read(self) -> Iterator[list[AuditEvent]]:
         for file in self.files:
             # One dedupe window a file: a replay of a directory shows every file in full.
             deduper = Deduper(max(1, self.common.dedupe_window))
-            documents = split_documents(file.read_bytes())
+            try:
+                documents = split_documents(file.read_bytes())
+            except OSError as exc:  # one unreadable file does not end the replay
+                log.error("%s: not replayed: %s", file, exc)
+                self.stats.skipped("unreadable_file")
+                documents = []
             for start in range(0, len(documents), BATCH_DOCUMENTS):
                 batch = parse_documents(
                     documents[start:start + BATCH_DOCUMENTS],
                     categories=self.common.accepted_categories,
-                    fallback_cluster=self.cluster,
                     deduper=deduper,
                 )
-                self.stats.parsed(batch, str(file))
-                if batch.events:
-                    yield batch.events
+                where = f"{file} (documents {start + 1}-{start + BATCH_DOCUMENTS})"
+                self.stats.parsed(batch, where)
+                events, too_large = split_by_size(batch.events, self.common.max_event_size)
+                for event in too_large:  # the file keeps it: a log line is its dead letter
+                    log.warning("%s: skipped (too_large): %s", where,
+                                too_large_detail(event, self.common.max_event_size))
+                    self.stats.skipped("too_large")
+                if events:
+                    yield events
             self.done_files += 1
 
     def next_batch(self) -> Sequence[Event]:

@@ -45,10 +45,15 @@ def falco_event(event: AuditEvent, now_ns: int) -> Event:
     return Event(event.data, event.timestamp_ns or now_ns)
 
 
+def too_large_detail(event: AuditEvent, max_event_size: int) -> str:
+    """Why an event was not handed over: the dead letter's (or log line's) detail."""
+    return (f"event {event.audit_id!r} {event.stage!r}: {len(event.data)} bytes, over "
+            f"max_event_size {max_event_size}")
+
+
 class Handover(Generic[M]):
-    def __init__(self, max_event_size: int, *, bucket: TokenBucket | None = None,
-                 deduper: Deduper | None = None, max_batch: int = MAX_BATCH) -> None:
-        self.max_event_size = max_event_size
+    def __init__(self, *, bucket: TokenBucket | None = None, deduper: Deduper | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
         self.bucket = bucket
         self.deduper = deduper
         self.max_batch = max_batch
@@ -83,7 +88,7 @@ class Handover(Generic[M]):
         return finished
 
     def counts(self) -> Counter[str]:
-        """`delivered`, `deduplicated`, `skipped.too_large` since the previous call."""
+        """`delivered` and `deduplicated` since the previous call."""
         counts, self._counts = self._counts, Counter()
         return counts
 
@@ -112,8 +117,8 @@ class Handover(Generic[M]):
     def take(self) -> list[Event]:
         """Up to `max_batch` events, in order, without waiting."""
         out: list[Event] = []
-        taken = deduplicated = too_large = 0
-        max_size, deduper, bucket = self.max_event_size, self.deduper, self.bucket
+        taken = deduplicated = 0
+        deduper, bucket = self.deduper, self.bucket
         now_ns = time.time_ns()
         blocked = False
         while self._messages and len(out) < self.max_batch and not blocked:
@@ -121,21 +126,18 @@ class Handover(Generic[M]):
             i = self._next
             while i < len(events) and len(out) < self.max_batch:
                 event = events[i]
-                if len(event.data) > max_size:
-                    too_large += 1
+                if bucket is not None and self._allowance == 0:
+                    self._allowance = bucket.grant(
+                        min(self.max_batch - len(out), self._pending - taken))
+                    if self._allowance == 0:
+                        blocked = True
+                        break
+                if deduper is not None and deduper.seen(event.key):
+                    deduplicated += 1
                 else:
-                    if bucket is not None and self._allowance == 0:
-                        self._allowance = bucket.grant(
-                            min(self.max_batch - len(out), self._pending - taken))
-                        if self._allowance == 0:
-                            blocked = True
-                            break
-                    if deduper is not None and deduper.seen(event.key):
-                        deduplicated += 1
-                    else:
-                        if bucket is not None:
-                            self._allowance -= 1
-                        out.append(falco_event(event, now_ns))
+                    if bucket is not None:
+                        self._allowance -= 1
+                    out.append(falco_event(event, now_ns))
                 i += 1
                 taken += 1
             if i < len(events):
@@ -150,6 +152,4 @@ class Handover(Generic[M]):
             self._counts["delivered"] += len(out)
         if deduplicated:
             self._counts["deduplicated"] += deduplicated
-        if too_large:
-            self._counts["skipped.too_large"] += too_large
         return out

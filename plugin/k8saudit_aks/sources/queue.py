@@ -30,16 +30,17 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
-from extractor.deadletter import DeadLetter, QueueOrigin
-from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper
-from extractor.message import PoisonMessage, unpack, unpack_blob
+from extractor.deadletter import DeadLetter, QueueOrigin, describe
+from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper, split_by_size
+from extractor.message import DEFAULT_LIMITS, PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff
-from plugin.k8saudit_aks.sources.handover import Handover
+from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError
 from transport.deadletter import send_dead_letter
+from transport.errors import is_storage_failure
 
 log = logging.getLogger("k8saudit-aks.queue")
 
@@ -97,7 +98,6 @@ class QueueInstance(Instance):
         self.stats = Stats(f"queue:{self.queue.account_name}/{mode.queue_name}",
                            common.stats_interval_seconds)
         self.handover: Handover[Held] = Handover(
-            common.max_event_size,
             bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst),
             deduper=Deduper(common.dedupe_window) if common.dedupe_window else None)
         self.visibility = mode.visibility_timeout_seconds
@@ -313,16 +313,16 @@ class QueueInstance(Instance):
         return True
 
     def _decode_pending(self) -> None:
+        """Decode each received message inside its own boundary: one that cannot be read
+        costs itself (dead letter, or a later retry for a storage failure), never the
+        messages behind it."""
         while self._undecoded:
-            held = self._undecoded[0]
+            held = self._undecoded.popleft()
             try:
                 events = self._decode(held)
-            except (PoisonMessage, Unreadable) as exc:
-                held.poison = (str(exc.reason), exc.detail)
-                self._poisoned.append(held)
-                self._undecoded.popleft()
+            except Exception as exc:
+                self._decode_failed(held, exc)
                 continue
-            self._undecoded.popleft()
             held.text = ""
             held.nbytes = sum(len(e.data) for e in events)
             with self._ready_cond:
@@ -331,14 +331,40 @@ class QueueInstance(Instance):
                 self._buffered_bytes += held.nbytes
                 self._ready_cond.notify()
 
+    def _decode_failed(self, held: Held, exc: Exception) -> None:
+        """Poison is dead-lettered now. A storage failure releases the message: it
+        reappears after its visibility timeout, until `max_dequeue_count` receives have
+        failed, when it is dead-lettered with its last error. Anything else is a bug:
+        dead-lettered as `internal_error`."""
+        if isinstance(exc, (PoisonMessage, Unreadable)):
+            self._poison(held, str(exc.reason), exc.detail)
+        elif not is_storage_failure(exc):
+            log.exception("message %s: unexpected error while reading it", held.queue_id)
+            self._poison(held, "internal_error", describe(exc))
+        elif (held.dequeue_count or 0) >= self.mode.max_dequeue_count:
+            self._poison(held, "max_dequeue_count", f"received {held.dequeue_count} times; "
+                         f"last error ({self._op}): {describe(exc)}")
+        else:
+            self._held.discard(held)  # no longer extended: it reappears and is retried
+            self._count("released")
+            self.backoff.failed(f"{self._op} (message {held.queue_id} released, receive "
+                                f"{held.dequeue_count} of {self.mode.max_dequeue_count})", exc)
+
+    def _poison(self, held: Held, reason: str, detail: str) -> None:
+        held.poison = (reason, detail)
+        self._poisoned.append(held)
+
     def _decode(self, held: Held) -> list[AuditEvent]:
         unpacked = unpack(held.text)
         if unpacked.blob is None:
             events = unpacked.events or []
         else:
             held.blob = unpacked.blob.name
-            try:
-                data = self.claims.download_blob(unpacked.blob.name).readall()
+            self._op = "download claim-check blob"
+            try:  # a ranged read: a blob larger than any claim check never fills memory
+                data = self.claims.download_blob(
+                    unpacked.blob.name, offset=0, length=DEFAULT_LIMITS.max_blob_bytes + 1,
+                ).readall()
             except HttpResponseError as exc:
                 if _status(exc) != 404:
                     raise
@@ -346,6 +372,12 @@ class QueueInstance(Instance):
                                  f"blob {unpacked.blob.name} not found") from None
             self._count("claimcheck_fetched")
             events = unpack_blob(unpacked.blob, data)
+        events, too_large = split_by_size(events, self.common.max_event_size)
+        for event in too_large:  # before the message can be deleted
+            self._op = "dead-letter"
+            self._send_dead_letter(held, "too_large", too_large_detail(
+                event, self.common.max_event_size), event.data)
+            self._count("dead_lettered.too_large")
         if self.cluster:
             events = [self._with_cluster(e) if e.cluster is None else e for e in events]
         return events
@@ -365,12 +397,28 @@ class QueueInstance(Instance):
         return AuditEvent(data, event.timestamp_ns, event.audit_id, event.stage, self.cluster)
 
     def _dead_letter_poisoned(self) -> None:
+        """Send each poisoned message's dead letter, then delete it like a consumed one. A
+        storage failure propagates (the worker backs off and tries again); a letter the
+        queue refuses for its content releases the message instead, so it cannot block
+        the ones behind it and is not deleted unrecorded."""
         while self._poisoned:
             held = self._poisoned[0]
             reason, detail = held.poison or ("unknown", "")
             if not held.deadletter_sent and not held.stale:
-                self._send_dead_letter(held, reason, detail)
+                try:
+                    self._send_dead_letter(held, reason, detail,
+                                           held.text.encode("utf-8", "surrogatepass"))
+                except Exception as exc:
+                    if is_storage_failure(exc):
+                        raise
+                    log.error("message %s (%s): its dead letter was refused (%s); left in "
+                              "the queue", held.queue_id, reason, describe(exc))
+                    self._count("dead_letter_refused")
+                    self._held.discard(held)
+                    self._poisoned.pop(0)
+                    continue
                 held.deadletter_sent = True
+                held.text = ""
                 self._count(f"dead_lettered.{reason}")
                 log.warning("message %s dead-lettered to %s: %s: %s", held.queue_id,
                             self.mode.deadletter_queue_name, reason, detail[:200])
@@ -379,16 +427,14 @@ class QueueInstance(Instance):
             self._poisoned.pop(0)
         self._delete_consumed()
 
-    def _send_dead_letter(self, held: Held, reason: str, detail: str) -> None:
+    def _send_dead_letter(self, held: Held, reason: str, detail: str, raw: bytes) -> None:
         """The pipeline's one dead-letter format (extractor.deadletter), `source: "plugin"`,
-        with the message text as `raw` (or in a blob when it would not fit)."""
+        about this message (or one of its events), raw inline or in a blob."""
         origin = QueueOrigin(self.mode.queue_name, held.queue_id, held.dequeue_count,
                              held.blob)
-        letter = DeadLetter("plugin", reason, detail,
-                            held.text.encode("utf-8", "surrogatepass"), origin)
-        send_dead_letter(self.deadletter, self.claims, letter,
+        send_dead_letter(self.deadletter, self.claims,
+                         DeadLetter("plugin", reason, detail, raw, origin),
                          create_queue=bool(self.mode.queue_connection_string))
-        held.text = ""
 
 
 def _clients(mode: QueueMode) -> tuple[QueueClient, QueueClient, ContainerClient]:

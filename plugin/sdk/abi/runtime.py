@@ -43,6 +43,30 @@ class _Bound:
         return self.plugin.redact(str(exc) or type(exc).__name__)
 
 
+class _RedactingFilter(logging.Filter):
+    """Passes every record a handler writes (libraries' too) through `Plugin.redact`,
+    its traceback included."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = record.exc_text = None
+        record.msg, record.args = self.redact(text), ()
+        return True
+
+
+def install_redaction(redact: Callable[[str], str]) -> None:
+    """Once, where the plugin starts: every root handler scrubs what it writes."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter(redact))
+
+
 def _failing(exc: Exception) -> Callable[[object], None]:
     def fail(_doc: object) -> None:
         raise exc
@@ -58,6 +82,7 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
             stream=sys.stderr, level=logging.INFO,
             format=f"[{plugin_cls.name}] %(levelname)s %(name)s: %(message)s",
         )
+    install_redaction(plugin_cls.redact)
     alive: dict[Any, Any] = {}  # handle cdata -> kept alive until destroy/close
 
     def handle_of(obj: object) -> Any:

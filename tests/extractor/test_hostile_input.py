@@ -1,0 +1,208 @@
+"""No input can make the envelope parser raise or cost more than itself (issue 9).
+
+Each hostile record rides in one Event Hub body between two good ones: the good ones are
+always delivered, the hostile one ends delivered (marked when members were left out) or
+dropped with a reason and a raw item a dead letter can carry, and the counts add up. The
+property tests below throw generated shapes at the same invariant.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extractor.deadletter import DeadLetter
+from extractor.envelope import (
+    DELIVERED,
+    OMITTED,
+    OMITTED_ANNOTATION,
+    SALVAGED,
+    TRUNCATED_ANNOTATION,
+    Batch,
+    Reason,
+    parse_documents,
+)
+
+HEAD = ('{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"h",'
+        '"stage":"ResponseComplete","verb":"create","user":{"username":"mallory"},')
+TIME = '"stageTimestamp":"2024-01-01T00:00:00Z"'
+RID = "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C1"
+
+
+def deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def record(log: Any, time: str | None = "2024-01-01T00:00:05Z") -> dict[str, Any]:
+    rec: dict[str, Any] = {"category": "kube-audit", "resourceId": RID,
+                           "properties": {"log": log}}
+    if time is not None:
+        rec["time"] = time
+    return rec
+
+
+def good(audit_id: str) -> dict[str, Any]:
+    return record(HEAD.replace('"h"', f'"{audit_id}"') + TIME + "}")
+
+
+def body(*records: dict[str, Any]) -> bytes:
+    return orjson.dumps({"records": [good("before"), *records, good("after")]})
+
+
+def check_invariants(batch: Batch) -> None:
+    """Every item is delivered or dropped once; what is delivered is a loadable audit event
+    object; what is dropped with a raw item can be written as a dead letter."""
+    drops = sum(n for key, n in batch.counts.items() if key in set(Reason))
+    assert batch.items == batch.counts[DELIVERED] + drops
+    assert len(batch.events) == batch.counts[DELIVERED]
+    assert len(batch.drops) == drops
+    for event in batch.events:
+        assert isinstance(orjson.loads(event.data), dict)
+        orjson.dumps((event.timestamp_ns, event.audit_id, event.stage, event.cluster))
+    for drop in batch.drops:
+        orjson.loads(DeadLetter("ingest", drop.reason, drop.detail, drop.raw or b"").text())
+
+
+HOSTILE = [
+    # (name, hostile record, expected outcome of the hostile item, members omitted)
+    ("issue 9 repro: log nested 1,025 deep",
+     record(HEAD + TIME + ',"o":' + deep(1025) + "}"), DELIVERED, "o"),
+    ("complete log nested 300 deep (orjson reads it, refuses to write it)",
+     record(HEAD + '"requestObject":' + deep(300) + "," + TIME + "}"), DELIVERED,
+     "requestObject"),
+    ("cut log: integer beyond 64 bits",
+     record(HEAD + '"n":123456789012345678901234567890,' + TIME + ',"x":"cu'), DELIVERED, "n"),
+    ("cut log: 5,000-digit integer", record(HEAD + '"n":' + "9" * 5000 + "," + TIME + ',"x'),
+     DELIVERED, "n"),
+    ("cut log: NaN", record(HEAD + '"n":NaN,' + TIME + ',"x'), DELIVERED, "n"),
+    ("cut log: Infinity", record(HEAD + '"n":-Infinity,' + TIME + ',"x'), DELIVERED, "n"),
+    ("cut log: lone surrogate value", record(HEAD + '"s":"\\ud800",' + TIME + ',"x'),
+     DELIVERED, "s"),
+    ("cut log: lone surrogate key", record(HEAD + '"\\udfff":1,' + TIME + ',"x'), DELIVERED,
+     "\\udfff"),
+    ("cut log: lone surrogate auditID",
+     record(HEAD.replace('"h"', '"\\ud800"') + TIME + ',"x'), Reason.MISSING_AUDIT_ID, None),
+    ("cut log without stageTimestamp, record time as stand-in",
+     record(HEAD + '"requestObject":{"a":"' + "x" * 100), DELIVERED, None),
+    ("cut log, no time anywhere", record(HEAD + '"requestObject":{', time=None),
+     DELIVERED, None),
+    ("cut log before stage", record(HEAD[:HEAD.index('"stage"')]),
+     Reason.TRUNCATED_UNRECOVERABLE, None),
+    ("arrays nested around events", [[[[orjson.loads(HEAD + TIME + "}")]]]], Reason.TOO_DEEP,
+     None),
+    ("record: properties not an object", {"category": "kube-audit", "properties": 7},
+     Reason.NOT_AUDIT_EVENT, None),
+    ("record: category an object", {"category": {"a": 1}, "properties": {}},
+     Reason.CATEGORY_NOT_ACCEPTED, None),
+    ("record: resourceId a number", {**record(HEAD + TIME + "}"), "resourceId": 5}, DELIVERED,
+     None),
+    ("log: a huge string", record("x" * 2_000_000), Reason.NOT_JSON, None),
+    ("annotations nested 300 deep", record(HEAD + TIME + ',"annotations":' + deep(300) + "}"),
+     DELIVERED, "annotations"),
+]
+
+
+@pytest.mark.parametrize(("hostile", "outcome", "omitted"), [h[1:] for h in HOSTILE],
+                         ids=[h[0] for h in HOSTILE])
+def test_hostile_record_costs_only_itself(hostile: Any, outcome: str, omitted: str | None
+                                          ) -> None:
+    batch = parse_documents([body(hostile)])
+    check_invariants(batch)
+    ids = [e.audit_id for e in batch.events]
+    assert ids[0] == "before" and ids[-1] == "after"
+    assert batch.items == 3
+    if outcome == DELIVERED:
+        assert len(ids) == 3
+        annotations = orjson.loads(batch.events[1].data).get("annotations", {})
+        assert annotations.get(OMITTED_ANNOTATION) == omitted
+        assert batch.counts[OMITTED] == (omitted is not None)
+    else:
+        assert len(ids) == 2
+        (drop,) = batch.drops
+        assert drop.reason == outcome
+        assert (drop.raw is None) == (outcome == Reason.CATEGORY_NOT_ACCEPTED)  # benign
+
+
+def test_salvaged_event_is_timed_by_the_record_and_says_so() -> None:
+    batch = parse_documents([body(record(HEAD + '"requestObject":{"a":"x'))])
+    event = batch.events[1]
+    assert event.timestamp_ns == 1_704_067_205_000_000_000  # the record's time
+    annotations = orjson.loads(event.data)["annotations"]
+    assert annotations[TRUNCATED_ANNOTATION] == "true"
+    assert annotations["k8saudit-aks/timestamp-from"] == "record.time"
+    assert batch.counts[SALVAGED] == 1
+
+
+def test_document_nested_beyond_the_json_limit_is_too_deep() -> None:
+    batch = parse_documents([b"[" * 2000 + b"]" * 2000, body()])
+    check_invariants(batch)
+    assert batch.counts[Reason.TOO_DEEP] == 1
+    assert [e.audit_id for e in batch.events] == ["before", "after"]
+
+
+# --- properties --------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+EVENTS = st.fixed_dictionaries(
+    {"kind": st.sampled_from(["Event", "Pod"]), "auditID": st.text(max_size=8),
+     "stage": st.sampled_from(["ResponseComplete", "RequestReceived"])},
+    optional={"stageTimestamp": st.sampled_from(["2024-01-01T00:00:00Z", "junk", 5]),
+              "requestReceivedTimestamp": st.sampled_from(["2024-01-01T00:00:00.5Z", ""]),
+              "annotations": JSON, "requestObject": JSON, "user": JSON},
+)
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> Any:
+    """A log as AKS could hand it over: whole, cut anywhere, salted with hostile text."""
+    text = orjson.dumps(draw(EVENTS)).decode()
+    salt = draw(st.sampled_from(["", deep(400), '"\\ud800"', "1" * 400, "NaN", "[" * 1100]))
+    if salt:
+        at = draw(st.integers(1, len(text) - 1))
+        text = text[:at] + f'"z":{salt},' + text[at:]
+    cut = draw(st.integers(0, len(text)))
+    return draw(st.sampled_from([text, text[:cut], orjson.loads(text) if salt == "" else text,
+                                 None, 7]))
+
+
+RECORDS = st.one_of(
+    st.builds(lambda log, category, rid, time: {"category": category, "resourceId": rid,
+                                                "time": time, "properties": {"log": log}},
+              logs(), st.sampled_from(["kube-audit", "kube-audit-admin", "guard", 3]),
+              st.sampled_from([RID, "", 5, None]), st.sampled_from(["2024-01-01T00:00:00Z",
+                                                                      "", None, []])),
+    EVENTS, JSON,
+)
+DOCUMENTS = st.one_of(
+    st.lists(RECORDS, max_size=5).map(lambda rs: orjson.dumps({"records": rs})),
+    st.lists(RECORDS, max_size=3).map(orjson.dumps),
+    RECORDS.map(orjson.dumps),
+    st.binary(max_size=64),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents=st.lists(DOCUMENTS, max_size=4))
+def test_parser_never_raises_and_counts_add_up(documents: list[bytes]) -> None:
+    check_invariants(parse_documents(documents))
+
+
+@settings(max_examples=100, deadline=None)
+@given(documents=st.lists(DOCUMENTS, max_size=4))
+def test_parsing_is_deterministic_and_idempotent_on_its_output(documents: list[bytes]) -> None:
+    """Delivered events parse again to themselves: the queue reader sees what was sent."""
+    first = parse_documents(documents)
+    assert parse_documents(documents).counts == first.counts
+    again = parse_documents([e.data for e in first.events])
+    assert Counter(e.audit_id for e in again.events) <= Counter(
+        e.audit_id for e in first.events)
