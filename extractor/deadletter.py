@@ -27,9 +27,12 @@ MAX_DETAIL_CHARS = 2000
 
 
 def describe(exc: BaseException) -> str:
-    """Exception type and the first line of its message, for a detail or a log line."""
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """Exception type (with an HTTP status and service error code when it has them) and
+    the first line of its message, for a detail or a log line."""
+    lines = str(exc).strip().splitlines()
+    kind = " ".join(str(part) for part in (type(exc).__name__, getattr(exc, "status_code", None),
+                                           getattr(exc, "error_code", None)) if part)
+    return f"{kind}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 @dataclass(frozen=True, slots=True)

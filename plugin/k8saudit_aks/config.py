@@ -17,6 +17,7 @@ import orjson
 
 from extractor.envelope import DEFAULT_CATEGORIES
 from extractor.message import DEFAULT_LIMITS
+from plugin.k8saudit_aks.redact import redact
 
 
 class ConfigError(ValueError):
@@ -203,7 +204,8 @@ def _check(cls: type, raw: dict[str, Any], required: bool) -> Any:
         if kind == "string" and not value:
             raise ConfigError(f"init_config.{f.name} must not be empty")
         if "pattern" in f.metadata and not re.search(f.metadata["pattern"], value):
-            got = "" if f.metadata.get("secret") else f", got {json.dumps(value)[:80]}"
+            # A secret pasted into the wrong key is still a secret: redacted.
+            got = "" if f.metadata.get("secret") else f", got {redact(json.dumps(value))[:80]}"
             raise ConfigError(f"init_config.{f.name} must be {f.metadata['expect']}{got}")
         low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):

@@ -240,14 +240,15 @@ def test_fixture_comes_out_as_expected(app: App, bodies: list[bytes], expected: 
 
     totals = app.ingestor.totals
     assert totals[ing.BODIES] == len(bodies)
-    assert totals["delivered"] == totals[ing.SENT] == len(events) == 656
-    assert totals["salvaged"] == len(salvaged) == 7
-    assert totals[Reason.DUPLICATE] == 189  # kube-audit-admin copies of kube-audit events
+    assert totals["delivered"] == totals[ing.SENT] == len(events) == 670
+    # Every truncated event kept auditID and stage: all are delivered (issue 9, item 8).
+    assert totals["salvaged"] == len(salvaged) == 21
+    assert totals[Reason.DUPLICATE] == 191  # kube-audit-admin copies of kube-audit events
     # klog categories (kube-apiserver, guard, cluster-autoscaler): a benign filter, counted
     # and never dead-lettered.
     assert totals[Reason.CATEGORY_NOT_ACCEPTED] == 144
     assert totals[Reason.TRUNCATED_UNRECOVERABLE] == totals[ing.DEAD_LETTERED] == len(letters)
-    assert len(letters) == 16  # 14 events, two of them cut in both categories
+    assert len(letters) == 0
     assert totals[ing.SHED] == totals[ing.DEFERRED] == totals[ing.FAILED] == 0
     # Every record is accounted for: delivered, or dropped with a reason.
     dropped = sum(totals[reason] for reason in Reason)
@@ -264,7 +265,7 @@ def test_one_body_per_invocation_still_dedupes_categories(
     events, _ = app.drain()
     intact, _truncated = expected
     assert Counter({k: n for k, n in keys(events).items() if k in intact}) == intact
-    assert app.ingestor.totals[Reason.DUPLICATE] == 189
+    assert app.ingestor.totals[Reason.DUPLICATE] == 191
     assert app.ingestor.totals[ing.MESSAGES] <= len(bodies)  # at most one per invocation
 
 
@@ -444,7 +445,7 @@ def test_shed_policy_counts_what_it_drops(app: App, bodies: list[bytes]) -> None
     events, _ = app.drain()
     totals = app.ingestor.totals
     assert len(events) == totals[ing.SENT] == 100
-    assert totals[ing.SHED] == totals["delivered"] - 100 == 556
+    assert totals[ing.SHED] == totals["delivered"] - 100 == 570
     assert totals[ing.DEFERRED] == 0
 
 
@@ -467,3 +468,57 @@ def test_settings_from_app_settings() -> None:
         IngestSettings.from_env({})
     with pytest.raises(ValueError, match="RATE_LIMIT_POLICY"):
         IngestSettings.from_env({"QUEUE_ACCOUNT_URL": "https://x", "RATE_LIMIT_POLICY": "drop"})
+
+
+# --- hostile input (issue 9) -----------------------------------------------------------------
+
+DEEP = '{"a":' * 1025 + "1" + "}" * 1025
+HOSTILE_LOGS = {
+    # auditID -> a log that used to raise out of the function (and stall the partition)
+    "deep-1025": json.dumps(audit_event("deep-1025"))[:-1] + ',"o":' + DEEP + "}",
+    "deep-300": json.dumps(audit_event("deep-300", requestObject=json.loads(
+        '{"a":' * 300 + "1" + "}" * 300))),
+    "bigint": json.dumps(audit_event("bigint"))[:-1] + ',"n":' + "9" * 40 + ',"cut',
+    "nan": json.dumps(audit_event("nan"))[:-1] + ',"n":NaN,"cut',
+    "surrogate": json.dumps(audit_event("surrogate"))[:-1] + ',"s":"\\ud800","cut',
+}
+
+
+def test_a_hostile_record_costs_only_itself(app: App) -> None:
+    """Each log above made the invocation raise, so the host retried the batch forever and
+    its good events never reached the queue. Now the function returns, every good event is
+    queued, and each hostile event is delivered without the member that could not be
+    written (named in k8saudit-aks/omitted)."""
+    good = [record("kube-audit", audit_event(f"good-{i}")) for i in range(3)]
+    hostile = [record("kube-audit", log) for log in HOSTILE_LOGS.values()]
+    app(hub_events([hub_body(good[0], *hostile, good[1]), hub_body(good[2])]))
+
+    events, _ = app.drain()
+    by_id = {e.audit_id: e for e in events}
+    assert set(by_id) == {"good-0", "good-1", "good-2", *HOSTILE_LOGS}
+    omitted = {audit_id: annotations(by_id[audit_id]).get("k8saudit-aks/omitted")
+               for audit_id in HOSTILE_LOGS}
+    assert omitted == {"deep-1025": "o", "deep-300": "requestObject", "bigint": "n",
+                       "nan": "n", "surrogate": "s"}
+    assert app.dead_letters() == []
+    assert app.ingestor.last.counts["omitted_members"] == 5  # type: ignore[union-attr]
+
+
+def test_a_failure_that_is_neither_data_nor_storage_dead_letters_the_batch(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last-resort boundary: an unexpected error (a bug) must not block the partition
+    behind a batch that would fail on every retry. Its bodies go to the dead-letter queue
+    and the invocation returns."""
+    body = hub_body(record("kube-audit", audit_event("bug-1")))
+
+    def broken_pack(events: Any) -> Any:
+        raise RuntimeError("a bug in pack")
+
+    monkeypatch.setattr(ing, "pack", broken_pack)
+    app(hub_events([body]))
+
+    ((letter, raw),) = app.dead_letters()
+    assert letter["reason"] == Reason.INTERNAL_ERROR
+    assert letter["detail"] == "RuntimeError: a bug in pack"
+    assert raw == body
+    assert app.ingestor.last.counts[Reason.INTERNAL_ERROR] == 1  # type: ignore[union-attr]

@@ -64,6 +64,9 @@ def test_plugins_and_init_config(values):
 def test_init_config_is_accepted_by_the_plugin(values):
     config = pytest.importorskip("plugin.k8saudit_aks.config")
     init = values["falco"]["plugins"][0]["init_config"]
+    # The values name the Bicep outputs to paste; give them the shape those outputs have.
+    init = {**init, "queue_account_url": "https://stq.queue.core.windows.net/",
+            "blob_account_url": "https://stq.blob.core.windows.net/"}
     parsed = config.parse_config(json.dumps(init))
     assert isinstance(parsed.mode, config.QueueMode)
     assert parsed.mode.queue_name == "k8saudit"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.infra.bicep import app_settings, body, decorator, ref
+from tests.infra.conftest import bicep_files
 from transport.clients import NO_EXPIRY
 
 FUNCTION_CONTRACT = {
@@ -13,7 +14,7 @@ FUNCTION_CONTRACT = {
 
 
 def resources_of(template, kind):
-    return {n: r for n, r in template["resources"].items() if r["type"] == kind}
+    return {n: r for n, r in template.get("resources", {}).items() if r["type"] == kind}
 
 
 def test_storage_accounts_are_locked_down(templates):
@@ -41,6 +42,8 @@ def test_no_lifecycle_rule_outlives_a_message(templates):
     for template in templates.values():
         assert not resources_of(
             template, "Microsoft.Storage/storageAccounts/managementPolicies")
+    assert "managementPolicies" not in "".join(
+        path.read_text() for path in bicep_files())
     main = templates["main.bicep"]
     data = body(main["modules"]["dataStorage"])["params"]
     assert data["queueNames"] == ["queueName", "deadLetterQueueName"]

@@ -137,6 +137,18 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("max_event_size", seed(max_event_size=10), "must be within"),
     ("dedupe_window", seed(dedupe_window=-1), "must be within"),
     ("stats_interval_seconds", seed(stats_interval_seconds=0), "must be within"),
+    # A pasted connection string used to retry forever in the background (issue 9, item 9).
+    ("queue_account_url", {"queue_name": "q", "queue_account_url":
+                           f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={SECRET}"},
+     "must be an account URL"),
+    ("queue_account_url", {"queue_name": "q", "queue_account_url":
+                           "https://a.queue.core.windows.net/k8saudit"},
+     "must be an account URL"),
+    ("blob_account_url", {"queue_name": "q", "queue_account_url": "https://a.queue.core.windows.net",
+                          "blob_account_url": "a.blob.core.windows.net"},
+     "must be an account URL"),
+    ("max_dequeue_count", {"queue_name": "q", "queue_connection_string": "x",
+                           "max_dequeue_count": 0}, "must be within"),
 ]
 
 

@@ -7,10 +7,12 @@ call may block during an outage, what close() deletes, and the backoff/log caden
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -257,3 +259,66 @@ def test_a_named_backoff_says_what_is_unreachable_with_context_and_jitter(
     assert line.endswith("; 7 s since last receive")
     backoff.succeeded()
     assert caplog.records[-1].getMessage().startswith("Event Hub h reachable again after")
+
+
+def _denied_claims(pipe: Pipeline) -> Any:
+    """The claim-check container through a wrong account key: Azurite answers 403."""
+    from azure.storage.blob import ContainerClient
+
+    from tests.azurite import KEY
+
+    wrong = pipe.azurite.connection_string.replace(KEY, base64.b64encode(b"0" * 64).decode())
+    return ContainerClient.from_connection_string(wrong, pipe.names["claims"],
+                                                  retry_total=0)
+
+
+def test_a_message_that_keeps_failing_costs_only_itself(pipe: Pipeline) -> None:
+    """Issue 9, item 2: a claim check the reader may not read (403) no longer stalls the
+    queue. The message is released (it reappears after its visibility timeout), the good
+    messages behind it are delivered at once, and once it has failed max_dequeue_count
+    receives it is dead-lettered with its last error and deleted."""
+    before, after = audit_events(5, prefix="before"), audit_events(500, prefix="after")
+    big = AuditEvent(orjson.dumps({"kind": "Event", "auditID": "big", "x": os.urandom(
+        80_000).hex()}), 1, "big", "ResponseComplete", None)
+    pipe.send(before)
+    (claim,) = pipe.send([big])
+    assert claim.blob is not None
+    pipe.send(after)
+    settings = parse_config(pipe.config(visibility_timeout_seconds=2, max_dequeue_count=2))
+    source = QueueInstance(settings.mode, settings.common,
+                           clients=(pipe.queue, pipe.deadletter, _denied_claims(pipe)))
+    try:
+        started = time.monotonic()
+        got = next_events(source, len(before) + len(after), timeout_s=2)
+        assert time.monotonic() - started < 2  # within one visibility timeout
+        assert {e.data for e in got} == {e.data for e in before + after}
+        assert wait_until(lambda: source.stats.counts["dead_lettered.max_dequeue_count"] == 1,
+                          timeout_s=15)
+        assert source.stats.counts["released"] == 1
+        with contextlib.suppress(Timeout):
+            source.next_batch()
+        assert wait_until(lambda: pipe.messages_left() == 0)
+    finally:
+        source.close()
+    (letter,) = pipe.dead_letters()
+    assert letter["reason"] == "max_dequeue_count"
+    assert letter["dequeue_count"] == 2
+    assert "403" in letter["detail"] or "AuthenticationFailed" in letter["detail"]
+    assert letter["claim_check"] == claim.blob[0]  # type: ignore[index]
+    assert claim.blob[0] in pipe.blob_names()  # type: ignore[index]  # kept with the letter
+
+
+def test_an_event_over_max_event_size_is_dead_lettered_not_dropped(
+        pipe: Pipeline, open_source: Any) -> None:
+    """Issue 9, item 5: skipped events are dead-lettered (raw event kept), not only counted."""
+    small = audit_events(3, prefix="small")
+    big = AuditEvent(orjson.dumps({"kind": "Event", "auditID": "big", "x": "y" * 5000}), 1,
+                     "big", "ResponseComplete", None)
+    pipe.send([*small, big])
+    source = open_source(pipe.config(max_event_size=1024))
+    got = next_events(source, len(small))
+    assert [e.data for e in got] == [e.data for e in small]
+    (letter,) = pipe.dead_letters()
+    assert letter["reason"] == "too_large"
+    assert base64.b64decode(letter["raw"]) == big.data
+    assert source.stats.counts["dead_lettered.too_large"] == 1

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from extractor.deadletter import describe as describe_exception
 from plugin.k8saudit_aks.redact import redact
 
 FIRST_DELAY_S = 0.5
@@ -24,10 +25,8 @@ LOG_EVERY_S = 10.0
 
 
 def describe(exc: BaseException, limit: int = 300) -> str:
-    """One redacted line for a log: `Type: first line of the message`."""
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return redact(text)[:limit]
+    """One redacted line for a log or a dead letter: `Type: first line of the message`."""
+    return redact(describe_exception(exc))[:limit]
 
 
 class Backoff:

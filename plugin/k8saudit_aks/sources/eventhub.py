@@ -37,12 +37,12 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from extractor.deadletter import DeadLetter, describe
+from extractor.deadletter import DeadLetter
 from extractor.envelope import AuditEvent, Deduper, parse_documents, split_by_size
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
-from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff
+from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError

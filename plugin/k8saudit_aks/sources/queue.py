@@ -30,12 +30,12 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
-from extractor.deadletter import DeadLetter, QueueOrigin, describe
+from extractor.deadletter import DeadLetter, QueueOrigin
 from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper, split_by_size
 from extractor.message import DEFAULT_LIMITS, PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
-from plugin.k8saudit_aks.sources.backoff import Backoff
+from plugin.k8saudit_aks.sources.backoff import Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Instance, PluginError
