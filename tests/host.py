@@ -40,14 +40,22 @@ def request_lines(fields: list[dict], keys: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> list[dict]:
-    """falco_host's output rows. The environment is empty, as nothing may depend on one."""
+def run_raw(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """falco_host run to completion (stdout rows, stderr the plugin's log). The environment
+    is empty, as nothing may depend on one."""
     proc = subprocess.run(
         [str(HOST), str(lib), *args], capture_output=True, text=True, timeout=timeout, env={},
         cwd=cwd,
     )
     if proc.returncode != 0:
         raise AssertionError(f"falco_host failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc
+
+
+def run(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> list[dict]:
+    """falco_host's output rows."""
+    proc = run_raw(lib, *args, timeout=timeout, cwd=cwd)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -68,7 +76,8 @@ def extract(lib: Path, events: Path, keys: Iterable[str], config: str = "",
 
 
 def capture(lib: Path, params: str, keys: Iterable[str] = (), config: str = "",
-            max_events: int = -1, max_timeouts: int = 1000, timeout: float = 300) -> list[dict]:
+            max_events: int = -1, max_timeouts: int = 1000, timeout: float = 300,
+            cwd: Path | None = None) -> list[dict]:
     args = ["capture", config, params, _requests_file(lib, keys), str(max_events),
             str(max_timeouts)]
-    return run(lib, *args, timeout=timeout)
+    return run(lib, *args, timeout=timeout, cwd=cwd)

@@ -12,9 +12,9 @@ import re
 _KEYS = (r"AccountKey|SharedAccessKey|SharedAccessSignature|sig|signature|password|"
          r"client_secret|clientSecret|access_token|refresh_token")
 # `Key=value` in connection strings and SAS query strings, `"Key": "value"` in JSON,
-# `sig%3Dvalue` in URL-encoded text.
+# `sig%3Dvalue` in URL-encoded text (after `%26`, so no word boundary is required).
 _ASSIGNED = re.compile(
-    rf"(?i)\b({_KEYS})([\"']?\s*(?:[=:]|%3D)\s*[\"']?)([^;&\s\"',}}]+)")
+    rf"(?i)(?<![a-z])({_KEYS})([\"']?\s*(?:[=:]|%3D)\s*[\"']?)([^;&\s\"',}}]+)")
 # `Authorization: SharedKey account:signature`, `Bearer <token>`.
 _SCHEME = re.compile(r"(?i)\b(Bearer|SharedKey|SharedKeyLite|SharedAccessSignature)(\s+)"
                      r"([^\s\"',;]+)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -280,3 +281,45 @@ def test_round_trip_property(events: list[AuditEvent], chars: int) -> None:
     messages = pack(events, limits=limits)
     assert all(len(m.text) <= chars for m in messages)
     assert read_all(messages, limits) == events
+
+
+@st.composite
+def tampered(draw: st.DrawFn) -> str:
+    """A real message with bytes of its frame, its header or its payload changed."""
+    events = draw(st.lists(EVENTS, min_size=1, max_size=5))
+    (message, *_) = pack(events, limits=Limits(max_message_chars=65536))
+    frame_bytes = bytearray(base64.b64decode(message.text))
+    how = draw(st.sampled_from(["flip", "cut", "header", "payload"]))
+    if how == "flip":
+        for _ in range(draw(st.integers(1, 4))):
+            at = draw(st.integers(0, len(frame_bytes) - 1))
+            frame_bytes[at] ^= draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame_bytes[draw(st.integers(0, len(frame_bytes) - 1)):]
+    elif how == "header":
+        header = draw(st.dictionaries(st.sampled_from(["v", "id", "n", "sha256", "blob"]),
+                                      JSON_VALUES, max_size=5))
+        frame_bytes = bytearray(orjson.dumps(header) + b"\n" + bytes(frame_bytes).partition(
+            b"\n")[2])
+    else:  # a consistent frame around a payload of any bytes: only the lines can be wrong
+        payload = draw(st.binary(max_size=200)) + b"\n"
+        n = max(1, payload.count(b"\n"))
+        return frame(header_for(payload, n=n, id="a" * 32), zlib.compress(payload))
+    return base64.b64encode(bytes(frame_bytes)).decode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=tampered() | st.text(max_size=200))
+def test_reader_never_raises_anything_but_poison(text: str) -> None:
+    """Issue 9: whatever a message holds, the reader returns audit event objects or raises
+    PoisonMessage (which the queue source dead-letters); nothing else escapes."""
+    try:
+        unpacked = unpack(text)
+    except PoisonMessage:
+        return
+    for event in unpacked.events or []:
+        assert isinstance(orjson.loads(event.data), dict)
+    if unpacked.blob is not None:
+        assert unpacked.blob.name == f"v1/{unpacked.message_id}.zlib"
+        with contextlib.suppress(PoisonMessage):
+            unpack_blob(unpacked.blob, os.urandom(64))

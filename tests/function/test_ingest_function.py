@@ -22,6 +22,8 @@ import orjson
 import pytest
 from azure.core.exceptions import AzureError
 from azure.functions.decorators.function_app import Function
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import function_app
 from extractor import deadletter
@@ -29,6 +31,7 @@ from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
 from tests.aks_fixture import Key, expected_keys
 from tests.azurite import Azurite
+from tests.extractor.test_hostile_input import DOCUMENTS
 from transport import ingest as ing
 from transport.ingest import IngestSettings, RatePolicy
 
@@ -522,3 +525,27 @@ def test_a_failure_that_is_neither_data_nor_storage_dead_letters_the_batch(
     assert letter["detail"] == "RuntimeError: a bug in pack"
     assert raw == body
     assert app.ingestor.last.counts[Reason.INTERNAL_ERROR] == 1  # type: ignore[union-attr]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bodies=st.lists(DOCUMENTS, min_size=1, max_size=4))
+def test_the_function_never_raises_on_data_and_accounts_for_every_item(
+        app: App, bodies: list[bytes]) -> None:
+    """Issue 9's fuzz invariant at the function entry point, on Azurite: whatever the bodies
+    hold, the invocation returns; every item is queued, deduplicated, benignly skipped or
+    dead-lettered, and the counters add up to what landed in the queues."""
+    app(hub_events(bodies))
+    report = app.ingestor.last
+    assert report is not None and report.counts[ing.FAILED] == 0
+    counts = report.counts
+    events, _ = app.drain()
+    letters = app.dead_letters()
+    assert len(events) == counts[ing.SENT] == counts["delivered"]
+    assert len(letters) == counts[ing.DEAD_LETTERED]
+    benign = counts[Reason.DUPLICATE] + counts[Reason.CATEGORY_NOT_ACCEPTED]
+    dropped = sum(counts[reason] for reason in Reason)
+    assert counts[ing.DEAD_LETTERED] == dropped - benign
+    for letter, raw in letters:
+        assert letter["source"] == "ingest" and letter["reason"] in set(Reason)
+        assert raw

@@ -127,3 +127,51 @@ def test_aks_directory_replay_yields_every_complete_event() -> None:
     assert end["rc"] == 2
     got = {(e["values"]["ka.auditid"][0], e["values"]["ka.stage"][0]) for e in events}
     assert {(x["auditID"], x["stage"]) for x in expected_rows() if not x["truncated"]} <= got
+
+
+def test_a_cluster_name_never_turns_into_a_replay(tmp_path: Path) -> None:
+    """Issue 9, item 9: open params `prod-cluster` (the Go plugin's cluster name) with a
+    folder of that name in the working directory still means "read the configured source".
+    Replay needs file:// or an absolute path."""
+    (tmp_path / "prod-cluster").mkdir()
+    (tmp_path / "prod-cluster" / "audit.json").write_bytes(orjson.dumps(source_events(TRACES)[0]))
+    rows = host.capture(host.LIB, "prod-cluster", cwd=tmp_path)
+    assert rows[0]["open_rc"] == 1 and "names no queue" in rows[0]["error"]
+    events, end = events_of(host.capture(host.LIB, str(tmp_path / "prod-cluster")))
+    assert len(events) == 1 and end["rc"] == 2
+
+
+def test_poison_records_in_a_replayed_file_cost_only_themselves(tmp_path: Path) -> None:
+    """Issue 9, items 1 and 9: one hostile record used to end next_batch with 0 events."""
+    good = [dict(e, auditID=f"good-{i}") for i, e in enumerate(source_events(TRACES)[:3])]
+    head = orjson.dumps(good[0]).decode()[:-1]
+    hostile = [
+        head.replace("good-0", "deep") + ',"o":' + '{"a":' * 1025 + "1" + "}" * 1025 + "}",
+        head.replace("good-0", "cut") + ',"s":"\\ud800","n":NaN,"x":12345678901234567890123,"c',
+    ]
+    records = [{"category": "kube-audit", "properties": {"log": log}}
+               for log in [orjson.dumps(good[0]).decode(), *hostile,
+                           orjson.dumps(good[1]).decode()]]
+    lines = [orjson.dumps({"records": records}), b"[" * 3000, orjson.dumps(good[2])]
+    (tmp_path / "capture.jsonl").write_bytes(b"\n".join(lines))
+
+    events, end = events_of(host.capture(host.LIB, f"file://{tmp_path}", ["ka.auditid"]))
+
+    assert end["rc"] == 2
+    assert [e["values"]["ka.auditid"] for e in events] == [
+        ["good-0"], ["deep"], ["cut"], ["good-1"], ["good-2"]]
+    omitted = [orjson.loads(e["data"]).get("annotations", {}).get("k8saudit-aks/omitted")
+               for e in events]
+    assert omitted == [None, "o", "n,s,x", None, None]
+
+
+def test_an_event_over_max_event_size_is_logged_with_its_place(tmp_path: Path) -> None:
+    small, big = source_events(TRACES)[:2]
+    big = dict(big, requestObject={"x": "y" * 5000})
+    (tmp_path / "two.jsonl").write_bytes(orjson.dumps(small) + b"\n" + orjson.dumps(big))
+    proc = host.run_raw(host.LIB, "capture", orjson.dumps({"max_event_size": 1024}).decode(),
+                        str(tmp_path), host._requests_file(host.LIB, []), "-1", "100")
+    events, end = events_of([orjson.loads(line) for line in proc.stdout.splitlines()])
+    assert [orjson.loads(e["data"]) for e in events] == [small] and end["rc"] == 2
+    assert f"{tmp_path / 'two.jsonl'} (documents 1-256): skipped (too_large)" in proc.stderr
+    assert "skipped.too_large=1" in proc.stderr  # the stats line at close
