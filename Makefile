@@ -39,9 +39,9 @@ dist: $(VENV)/.installed
 	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
 	$(PY) -m plugin.build $(DIST)/libk8saudit-aks.so --standalone
 
-$(HOST): tests/harness/falco_host.c plugin/sdk/abi/plugin_api.h
+$(HOST): harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build
-	cc -O2 -Wall -o $@ tests/harness/falco_host.c -ldl
+	cc -O2 -Wall -o $@ harness/falco_host.c -ldl
 
 test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed
 	$(PY) -m ruff check .

@@ -26,7 +26,7 @@ import azure.functions as func
 import function_app
 from extractor.envelope import Deduper
 from extractor.message import unpack
-from tests.azurite import Azurite
+from harness.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 BODIES = ROOT.parent / "shared" / "fixtures" / "aks" / "eventhub-bodies.jsonl"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import azure.functions as func
 
-from tests import host
-from tests.azurite import Azurite
+from harness import host
+from harness.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "eventhub-bodies.jsonl"

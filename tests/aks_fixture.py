@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tests.host import FIXTURES
+from harness.host import FIXTURES
 
 AKS = FIXTURES / "aks"
 EXPECTED = AKS / "eventhub-bodies.expected.jsonl"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.azurite import Azurite
+from harness.azurite import Azurite
 
 
 @pytest.fixture(scope="session")

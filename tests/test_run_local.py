@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests import host
+from harness import host
 
 
 def test_run_local_prints_the_replayed_events() -> None:

@@ -24,8 +24,8 @@ from azure.storage.queue import QueueClient
 
 from extractor.envelope import AuditEvent
 from extractor.message import OutgoingMessage, pack
-from tests.azurite import Azurite
-from tests.host import HOST, LIB, request_lines
+from harness.azurite import Azurite
+from harness.host import HOST, LIB, request_lines
 
 STAGE = "ResponseComplete"
 

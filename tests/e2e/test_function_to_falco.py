@@ -22,8 +22,8 @@ import pytest
 from azure.core.exceptions import AzureError
 
 from extractor.envelope import TRUNCATED_ANNOTATION
+from harness.azurite import Azurite
 from tests.aks_fixture import Key, expected_keys
-from tests.azurite import Azurite
 from tests.e2e.support import Host
 from tests.function.test_ingest_function import App, check_fixture_delivery, hub_events
 

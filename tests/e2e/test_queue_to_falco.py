@@ -20,7 +20,7 @@ import pytest
 
 from extractor.envelope import AuditEvent, parse_documents
 from extractor.message import DEFAULT_LIMITS, pack
-from tests.azurite import Azurite
+from harness.azurite import Azurite
 from tests.e2e.support import Host, Pipeline, audit_events, capture
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"

@@ -29,8 +29,8 @@ import function_app
 from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
+from harness.azurite import Azurite
 from tests.aks_fixture import Key, expected_keys
-from tests.azurite import Azurite
 from tests.extractor.test_hostile_input import DOCUMENTS
 from transport import ingest as ing
 from transport.ingest import IngestSettings, RatePolicy

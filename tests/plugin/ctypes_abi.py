@@ -1,7 +1,7 @@
 """The plugin API through ctypes, in the test process (the .so shares this interpreter).
 
 For tests that make many thousands of calls (property-based fuzzing); the non-Python host
-in tests/harness covers how Falco itself loads the library.
+in harness/ (falco_host.c) covers how Falco itself loads the library.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness import host
 from plugin.k8saudit_aks.config import (
     SECRET_KEYS,
     Common,
@@ -20,7 +21,6 @@ from plugin.k8saudit_aks.config import (
     init_schema,
     parse_config,
 )
-from tests import host
 
 SECRET = "secretvalue"
 EH_CONN = ("Endpoint=sb://aks-audit.servicebus.windows.net/;"

@@ -35,11 +35,11 @@ from azure.eventhub.exceptions import ConnectError
 from azure.storage.blob import ContainerClient
 
 from extractor.envelope import TRUNCATED_ANNOTATION, Deduper, Reason, parse_documents
+from harness import host
 from plugin.k8saudit_aks.config import EventHubMode, parse_config
 from plugin.k8saudit_aks.sources import eventhub
 from plugin.k8saudit_aks.sources.eventhub import EventHubInstance
 from plugin.sdk import Event, Timeout
-from tests import host
 from tests.aks_fixture import expected_rows
 
 SECRET = "secretvalue"

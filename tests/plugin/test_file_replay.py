@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from extractor.envelope import TRUNCATED_ANNOTATION, parse_timestamp_ns
-from tests import host
+from harness import host
 from tests.aks_fixture import expected_rows
 
 TRACES = host.FIXTURES / "audit-events" / "falco-traces"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests import host
+from harness import host
 from tests.plugin.ctypes_abi import Plugin
 from tests.plugin.test_golden_abi import golden_keys
 

@@ -13,7 +13,7 @@ from functools import cache
 import orjson
 import pytest
 
-from tests import host
+from harness import host
 from tests.extractor.test_fields_golden import NAMED, SOURCES, expected, load
 
 K8SAUDIT_INFO = host.FIXTURES / "golden" / "k8saudit-0.18.0.plugin-info.json"

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests import host
+from harness import host
 
 
 def test_dist_runs_outside_the_checkout(tmp_path: Path) -> None:

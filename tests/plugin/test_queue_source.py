@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 
 from extractor.envelope import AuditEvent
 from extractor.message import pack
+from harness.azurite import Azurite
 from plugin.k8saudit_aks.config import parse_config
 from plugin.k8saudit_aks.sources.backoff import Backoff, describe
 from plugin.k8saudit_aks.sources.queue import QueueInstance
 from plugin.sdk import Event, Timeout
-from tests.azurite import Azurite
 from tests.e2e.support import Pipeline, audit_events
 from tests.extractor.test_message import tampered
 
@@ -270,7 +270,7 @@ def _denied_claims(pipe: Pipeline) -> Any:
     """The claim-check container through a wrong account key: Azurite answers 403."""
     from azure.storage.blob import ContainerClient
 
-    from tests.azurite import KEY
+    from harness.azurite import KEY
 
     wrong = pipe.azurite.connection_string.replace(KEY, base64.b64encode(b"0" * 64).decode())
     return ContainerClient.from_connection_string(wrong, pipe.names["claims"],

@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness import host
 from plugin.k8saudit_aks.plugin import K8sAuditAksPlugin
 from plugin.k8saudit_aks.redact import redact
 from plugin.sdk.abi.runtime import install_redaction
-from tests import host
 
 SECRET = "c2VjcmV0dmFsdWU9PQ"  # what must never show, whatever surrounds it
 SHAPES = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import host
 from plugin.sdk.abi.builder import build, c_string
-from tests import host
 
 KEYS = ["demo.word", "demo.len", "demo.chars", "demo.chars[1]", "demo.key[x]", "demo.key",
         "demo.key[boom]"]

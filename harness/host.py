@@ -1,4 +1,5 @@
-"""Run tests/harness/falco_host (a non-Python process that loads a plugin like libsinsp)."""
+"""Run build/falco_host (harness/falco_host.c: a non-Python process that loads a plugin like
+libsinsp)."""
 
 from __future__ import annotations
 
