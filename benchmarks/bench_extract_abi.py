@@ -26,10 +26,12 @@ from pathlib import Path
 
 import orjson
 
+from tests import FIXTURES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-EVENTS = SHARED / "fixtures" / "audit-events" / "generated.jsonl"
-RULE_FIELDS = SHARED / "tools" / "k8s_audit_rule_fields.txt"
+EVENTS = FIXTURES / "audit-events" / "generated.jsonl"
+RULE_FIELDS = FIXTURES / "rules" / "k8s_audit_rule_fields.txt"
 BENCH_SRC = SHARED / "tools" / "extract_bench.c"
 LIB = ROOT / "build" / "libk8saudit-aks.so"
 BENCH = ROOT / "build" / "extract_bench"

@@ -15,11 +15,11 @@ from pathlib import Path
 import orjson
 
 from extractor.fields import FIELDS, ExtractError, compile_all, compile_field
+from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-EVENTS = SHARED / "fixtures" / "audit-events" / "generated.jsonl"
-RULE_FIELDS = SHARED / "tools" / "k8s_audit_rule_fields.txt"
+EVENTS = FIXTURES / "audit-events" / "generated.jsonl"
+RULE_FIELDS = FIXTURES / "rules" / "k8s_audit_rule_fields.txt"
 
 
 def rule_requests() -> list[tuple[int, int | str | None]]:

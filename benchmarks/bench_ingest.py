@@ -1,4 +1,4 @@
-"""Ingest cost and queue packing density on the shared fixtures.
+"""Ingest cost and queue packing density on the test fixtures.
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.bench_ingest``.
 
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 
 from extractor.envelope import SALVAGED, TRUNCATED_ANNOTATION, Reason, parse_documents
 from extractor.envelope import split_documents as documents_of
 from extractor.message import pack
+from tests import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 BODIES = FIXTURES / "aks" / "eventhub-bodies.jsonl"
 GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
 REPEATS = 30

@@ -1,6 +1,6 @@
 """End to end through Azurite: function entry -> Storage Queue, events/s and latency.
 
-Replays the AKS Event Hub capture (../shared/fixtures/aks/eventhub-bodies.jsonl) a few times
+Replays the AKS Event Hub capture (tests/fixtures/aks/eventhub-bodies.jsonl) a few times
 through the ingest function's own entry point (real EventHubEvent batches) against a real
 Azurite, while a reader thread polls the queue. Latency of an event = first time a reader
 receives its message - entry of the invocation that carried it. Rate limit off (0), so
@@ -27,9 +27,10 @@ import function_app
 from extractor.envelope import Deduper
 from extractor.message import unpack
 from harness.azurite import Azurite
+from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-BODIES = ROOT.parent / "shared" / "fixtures" / "aks" / "eventhub-bodies.jsonl"
+BODIES = FIXTURES / "aks" / "eventhub-bodies.jsonl"
 
 
 class Reader(threading.Thread):

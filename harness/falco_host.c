@@ -6,12 +6,14 @@
  *   falco_host LIB info FRAMEWORK_API_VERSION
  *   falco_host LIB extract CONFIG EVENTS.jsonl REQUESTS [multi]
  *   falco_host LIB capture CONFIG OPEN_PARAMS REQUESTS [MAX_EVENTS] [MAX_TIMEOUTS] [THEN]
+ *              [metrics]
  *   falco_host LIB reload CONFIG EVENTS.jsonl REQUESTS     (extract, dlclose, load, extract)
  *
  * capture stops after MAX_EVENTS events (-1: no limit), MAX_TIMEOUTS timeouts in all, or EOF.
  * THEN (default 0) is how many more next_batch calls it makes once MAX_EVENTS were printed:
  * Falco asking for more after processing the last batch, which lets the plugin count that
- * batch as consumed. With 0, close follows the last batch at once, as on SIGTERM.
+ * batch as consumed. With 0, close follows the last batch at once, as on SIGTERM. With
+ * `metrics`, a last row reports plugin_get_metrics before close, as Falco's collector asks.
  *
  * REQUESTS: one field request a line, "FIELD_ID\tKEY\t(-|i:INDEX|k:KEY)", KEY being the
  * name printed in the output. Output: one JSON object a line. Extraction results are
@@ -24,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../plugin/sdk/abi/plugin_api.h"
+#include "../plugin/sdk/abi/plugin_api.h"
 
 typedef struct { /* the full 3.0.0 init input: config, owner, last error, tables */
 	const char *config;
@@ -53,6 +55,27 @@ static void json_str(const char *s, size_t n) {
 		else putchar(c);
 	}
 	putchar('"');
+}
+
+static void json_cstr(const char *s);
+
+/* As libsinsp's metrics collector does (sinsp_plugin::get_metrics): resolved by name,
+ * whatever API version the plugin declares. One row: {"metrics": {name: [value, type]}}. */
+static void print_metrics(void *st) {
+	ss_plugin_metric *(*get_metrics)(void *, uint32_t *) = SYM(get_metrics);
+	if (!get_metrics) return;
+	uint32_t n = 0;
+	ss_plugin_metric *m = get_metrics(st, &n);
+	printf("{\"metrics\": {");
+	for (uint32_t i = 0; m && i < n; i++) {
+		printf(i ? ", " : "");
+		json_cstr(m[i].name);
+		if (m[i].value_type == SS_PLUGIN_METRIC_VALUE_TYPE_U64)
+			printf(": [%" PRIu64 ", \"u64\", %d]", m[i].value.u64, m[i].type);
+		else
+			printf(": [%g, \"d\", %d]", m[i].value.d, m[i].type);
+	}
+	printf("}}\n");
 }
 
 static void json_cstr(const char *s) {
@@ -361,6 +384,7 @@ int main(int argc, char **argv) {
 		       "\"progress_pct\": %u, \"progress\": ", rc, events, timeouts, pct);
 		json_cstr(ptxt);
 		printf("}\n");
+		if (argc > 9 && !strcmp(argv[9], "metrics")) print_metrics(st);
 		fflush(stdout);
 		close(st, h);
 		destroy(st);

@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
 HOST = ROOT / "build" / "falco_host"
 LIB = ROOT / "build" / "libk8saudit-aks.so"
 

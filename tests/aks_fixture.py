@@ -1,4 +1,4 @@
-"""What ../shared/fixtures/aks/eventhub-bodies.expected.jsonl says a lossless pipeline
+"""What tests/fixtures/aks/eventhub-bodies.expected.jsonl says a lossless pipeline
 delivers, in the shapes the tests compare against."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from harness.host import FIXTURES
+from tests import FIXTURES
 
 AKS = FIXTURES / "aks"
 EXPECTED = AKS / "eventhub-bodies.expected.jsonl"

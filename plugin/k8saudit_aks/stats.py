@@ -1,16 +1,20 @@
-"""Counters every source keeps, and the periodic stats line that reports them.
+"""Counters every source keeps: Falco's metrics and the periodic stats line report them.
 
-Plugin API 3.0.0 (what this plugin declares, so every Falco since 0.35 loads it) has no
-metrics capability, so the counters reach operators as one log line per interval.
+The plugin declares API 3.0.0 (so every Falco since 0.35 loads it), yet libsinsp resolves
+`plugin_get_metrics` by name whatever the declared version, so Falco versions with plugin
+metrics (0.38+) collect these counters too (`metrics.plugins_metrics_enabled`). The stats
+line stays, for older Falcos and for logs.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 
 from extractor.envelope import Batch, Reason
+from plugin.sdk import Instance
 
 log = logging.getLogger("k8saudit-aks")
 
@@ -18,9 +22,12 @@ log = logging.getLogger("k8saudit-aks")
 class Stats:
     """received, delivered, skipped by reason, deduplicated, dead-lettered, checkpoints."""
 
-    def __init__(self, source: str, interval_s: float = 60.0) -> None:
+    def __init__(self, source: str, interval_s: float = 60.0,
+                 lock: threading.Lock | None = None) -> None:
         self.source = source
+        self.lock = lock or threading.Lock()  # the one the source updates counters under
         self.counts: Counter[str] = Counter()
+        self.gauges: dict[str, float] = {}
         self.interval_s = interval_s
         self.last_receive = time.monotonic()
         self._next_report = time.monotonic() + interval_s
@@ -47,8 +54,22 @@ class Stats:
             level = logging.DEBUG if drop.raw is None else logging.WARNING
             log.log(level, "%s: skipped (%s): %s", where, drop.reason, drop.detail[:200])
 
+    def gauge(self, key: str, value: float) -> None:
+        """A value that goes up and down (a backlog), reported as it was last set."""
+        self.gauges[key] = value
+
+    def metrics(self) -> list[tuple[str, float, bool]]:
+        """(name, value, is_gauge): every counter, every gauge, and the seconds since the
+        last receive. From Falco's metrics thread, so under the source's lock."""
+        with self.lock:
+            out = [(key, float(value), False) for key, value in sorted(self.counts.items())]
+            out += [(key, value, True) for key, value in sorted(self.gauges.items())]
+        out.append(("seconds_since_last_receive", time.monotonic() - self.last_receive, True))
+        return out
+
     def line(self) -> str:
         parts = [f"{k}={v}" for k, v in sorted(self.counts.items())]
+        parts += [f"{k}={v:g}" for k, v in sorted(self.gauges.items())]
         since = time.monotonic() - self.last_receive
         parts.append(f"seconds_since_last_receive={since:.0f}")
         return f"stats source={self.source} " + " ".join(parts)
@@ -58,3 +79,12 @@ class Stats:
         if now >= self._next_report:
             self._next_report = now + self.interval_s
             log.info("%s", self.line())
+
+
+class Source(Instance):
+    """An instance whose `stats` are its metrics in Falco."""
+
+    stats: Stats
+
+    def metrics(self) -> list[tuple[str, float, bool]]:
+        return self.stats.metrics()

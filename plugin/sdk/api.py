@@ -9,7 +9,7 @@ SS_PLUGIN_FAILURE plus `get_last_error`, passing the message through `Plugin.red
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -71,6 +71,10 @@ class Instance:
     def close(self) -> None:  # (optional)
         return None
 
+    def metrics(self) -> Iterable[tuple[str, float, bool]]:  # (optional)
+        """What `Plugin.metrics` reports by default: see there."""
+        return ()
+
 
 class Plugin:
     """Base class: identity as class attributes, behaviour as methods.
@@ -92,6 +96,7 @@ class Plugin:
 
     def __init__(self, config: str) -> None:
         self.config = config
+        self.opened: Instance | None = None  # set by the runtime after each open
 
     def open(self, params: str) -> Instance:  # (optional) event sourcing
         raise PluginError(f"{self.name} does not source events")
@@ -106,6 +111,13 @@ class Plugin:
     def redact(cls, message: str) -> str:
         """Strip secrets from a message before it reaches Falco (also for init errors)."""
         return message
+
+    def metrics(self) -> Iterable[tuple[str, float, bool]]:  # (optional)
+        """(name, value, is_gauge) for Falco's metrics (`plugin_get_metrics`, asked every
+        metrics interval): counters go out as monotonic u64, gauges as non-monotonic
+        doubles. Falco prefixes each name with the plugin's name. By default: those of the
+        instance last opened."""
+        return self.opened.metrics() if self.opened is not None else ()
 
     def destroy(self) -> None:  # (optional)
         return None

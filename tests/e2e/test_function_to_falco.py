@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,12 +22,13 @@ from azure.core.exceptions import AzureError
 
 from extractor.envelope import TRUNCATED_ANNOTATION
 from harness.azurite import Azurite
+from tests import FIXTURES
 from tests.aks_fixture import Key, expected_keys
 from tests.e2e.support import Host
 from tests.function.test_ingest_function import App, check_fixture_delivery, hub_events
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "aks"
-BODIES = FIXTURES / "eventhub-bodies.jsonl"
+AKS = FIXTURES / "aks"
+BODIES = AKS / "eventhub-bodies.jsonl"
 
 
 

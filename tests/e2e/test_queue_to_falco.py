@@ -13,7 +13,6 @@ import os
 import time
 import zlib
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,9 +20,8 @@ import pytest
 from extractor.envelope import AuditEvent, parse_documents
 from extractor.message import DEFAULT_LIMITS, pack
 from harness.azurite import Azurite
+from tests import FIXTURES
 from tests.e2e.support import Host, Pipeline, audit_events, capture
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ truncation salvage and the AKS fixture's lossless-delivery contract."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,8 +25,8 @@ from extractor.envelope import (
     split_documents,
 )
 from extractor.salvage import Salvaged, salvage
+from tests import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 AKS = FIXTURES / "aks"
 RID = (
     "/SUBSCRIPTIONS/0B7E1F3C-1111-4C1E-9A6E-7F2D1C0A9B01/RESOURCEGROUPS/RG-DEV/PROVIDERS/"

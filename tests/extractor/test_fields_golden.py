@@ -24,9 +24,10 @@ from extractor.fields import (
     fields_json,
     markdown_table,
 )
+from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+
 GOLDEN = FIXTURES / "golden"
 SOURCES = ("falco-traces", "generated")
 FIELD_IDS = {f.name: i for i, f in enumerate(FIELDS)}

@@ -9,7 +9,6 @@ import os
 import random
 import zlib
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,8 +27,9 @@ from extractor.message import (
     unpack,
     unpack_blob,
 )
+from tests import FIXTURES
 
-GENERATED = Path(__file__).resolve().parents[3] / "shared/fixtures/audit-events/generated.jsonl"
+GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
 
 
 @pytest.fixture(scope="module")

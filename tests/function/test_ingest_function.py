@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -30,13 +29,14 @@ from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
 from harness.azurite import Azurite
+from tests import FIXTURES
 from tests.aks_fixture import Key, expected_keys
 from tests.extractor.test_hostile_input import DOCUMENTS
 from transport import ingest as ing
 from transport.ingest import IngestSettings, RatePolicy
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "aks"
-BODIES = FIXTURES / "eventhub-bodies.jsonl"
+AKS = FIXTURES / "aks"
+BODIES = AKS / "eventhub-bodies.jsonl"
 
 
 

@@ -40,13 +40,14 @@ from plugin.k8saudit_aks.config import EventHubMode, parse_config
 from plugin.k8saudit_aks.sources import eventhub
 from plugin.k8saudit_aks.sources.eventhub import EventHubInstance
 from plugin.sdk import Event, Timeout
+from tests import FIXTURES
 from tests.aks_fixture import expected_rows
 
 SECRET = "secretvalue"
 HUB_CONN = ("Endpoint=sb://aks-audit.servicebus.windows.net/;"
             f"SharedAccessKeyName=listen;SharedAccessKey={SECRET}")
 UNREACHABLE_HUB = f"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=x;SharedAccessKey={SECRET};EntityPath=hub"
-AKS = host.FIXTURES / "aks"
+AKS = FIXTURES / "aks"
 BODIES = (AKS / "eventhub-bodies.jsonl").read_bytes().splitlines()
 
 

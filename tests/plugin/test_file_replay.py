@@ -10,10 +10,11 @@ import pytest
 
 from extractor.envelope import TRUNCATED_ANNOTATION, parse_timestamp_ns
 from harness import host
+from tests import FIXTURES
 from tests.aks_fixture import expected_rows
 
-TRACES = host.FIXTURES / "audit-events" / "falco-traces"
-AKS = host.FIXTURES / "aks"
+TRACES = FIXTURES / "audit-events" / "falco-traces"
+AKS = FIXTURES / "aks"
 
 
 def events_of(rows: list[dict]) -> tuple[list[dict], dict]:
@@ -175,3 +176,15 @@ def test_an_event_over_max_event_size_is_logged_with_its_place(tmp_path: Path) -
     assert [orjson.loads(e["data"]) for e in events] == [small] and end["rc"] == 2
     assert f"{tmp_path / 'two.jsonl'} (documents 1-256): skipped (too_large)" in proc.stderr
     assert "skipped.too_large=1" in proc.stderr  # the stats line at close
+
+
+def test_counters_reach_plugin_get_metrics() -> None:
+    """Falco's metrics collector calls plugin_get_metrics by name, whatever API version the
+    plugin declares (libsinsp sinsp_plugin::get_metrics); the C host asks as it does."""
+    proc = host.run_raw(host.LIB, "capture", "", f"file://{TRACES}",
+                        host._requests_file(host.LIB, []), "-1", "10", "0", "metrics")
+    metrics = orjson.loads(proc.stdout.splitlines()[-1])["metrics"]
+    assert metrics["delivered"] == [51, "u64", 0]  # counter: u64, monotonic
+    assert metrics["received"] == [51, "u64", 0]
+    assert metrics["skipped.not_audit_event"] == [1, "u64", 0]  # fal_01_003
+    assert metrics["seconds_since_last_receive"][1:] == ["d", 1]  # gauge: double

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import host
+from tests import FIXTURES
 from tests.plugin.ctypes_abi import Plugin
 from tests.plugin.test_golden_abi import golden_keys
 
@@ -49,7 +50,7 @@ def keys() -> list[str]:
 
 
 def fixture_events() -> list[dict]:
-    lines = (host.FIXTURES / "audit-events" / "generated.jsonl").read_bytes().splitlines()
+    lines = (FIXTURES / "audit-events" / "generated.jsonl").read_bytes().splitlines()
     return [orjson.loads(line) for line in lines[:400]]  # the first 400 are well-formed
 
 
@@ -100,7 +101,7 @@ def test_hostile_payloads(plugin: Plugin, keys: list[str], data: bytes) -> None:
 
 def test_well_formed_events_never_fail(plugin: Plugin, keys: list[str]) -> None:
     requests = plugin.requests(keys)
-    for line in (host.FIXTURES / "audit-events" / "falco-traces.jsonl").read_bytes().splitlines():
+    for line in (FIXTURES / "audit-events" / "falco-traces.jsonl").read_bytes().splitlines():
         try:
             orjson.loads(line)
         except orjson.JSONDecodeError:

@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from harness import host
+from tests import FIXTURES
 from tests.extractor.test_fields_golden import NAMED, SOURCES, expected, load
 
-K8SAUDIT_INFO = host.FIXTURES / "golden" / "k8saudit-0.18.0.plugin-info.json"
+K8SAUDIT_INFO = FIXTURES / "golden" / "k8saudit-0.18.0.plugin-info.json"
 
 
 @cache
@@ -29,7 +30,7 @@ def golden_keys(source: str) -> list[str]:
 
 @cache
 def through_abi(source: str, multi: bool) -> list[dict]:
-    events = host.FIXTURES / "audit-events" / f"{source}.jsonl"
+    events = FIXTURES / "audit-events" / f"{source}.jsonl"
     return host.extract(host.LIB, events, golden_keys(source), multi=multi)
 
 

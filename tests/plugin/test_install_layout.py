@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from harness import host
+from tests import FIXTURES
 
 
 def test_dist_runs_outside_the_checkout(tmp_path: Path) -> None:
@@ -16,7 +17,7 @@ def test_dist_runs_outside_the_checkout(tmp_path: Path) -> None:
     shutil.copytree(host.ROOT / "build" / "dist", plugins)
     lib = plugins / "libk8saudit-aks.so"
     traces = tmp_path / "traces.jsonl"
-    shutil.copy(host.FIXTURES / "audit-events" / "falco-traces.jsonl", traces)
+    shutil.copy(FIXTURES / "audit-events" / "falco-traces.jsonl", traces)
     rows = host.run(lib, "capture", "", str(traces), str(_empty(tmp_path)), cwd=tmp_path)
     *events, end = rows
     assert end["rc"] == 2 and len(events) == 48  # 50 events, 2 duplicated across traces

@@ -44,8 +44,8 @@ from plugin.k8saudit_aks.config import Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
-from plugin.k8saudit_aks.stats import Stats
-from plugin.sdk import Event, Instance, PluginError
+from plugin.k8saudit_aks.stats import Source, Stats
+from plugin.sdk import Event, PluginError
 from transport.clients import container_client, default_credential
 from transport.deadletter import store_dead_letter
 from transport.errors import is_storage_failure
@@ -193,7 +193,7 @@ def quiet_processor_warnings() -> None:
         processor.setLevel(logging.ERROR)
 
 
-class EventHubInstance(Instance):
+class EventHubInstance(Source):
     def __init__(
         self, mode: EventHubMode, common: Common, cluster: str | None = None, *,
         connect: Callable[[EventHubMode, BlobCheckpointStore], EventHubConsumerClient]
@@ -208,7 +208,9 @@ class EventHubInstance(Instance):
             connection_string=mode.blob_storage_connection_string,
             account_url=mode.blob_storage_account_url)
         self.client = connect(mode, self.store)
-        self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds)
+        self._lock = threading.Lock()        # stats
+        self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds,
+                           self._lock)
         for key in ("messages", "received", "delivered", "deduplicated", "checkpoints",
                     "errors"):
             self.stats.add(key, 0)  # the stats line shows them from the start
@@ -219,7 +221,6 @@ class EventHubInstance(Instance):
         self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
         self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)
         self._closed = threading.Event()
-        self._lock = threading.Lock()        # stats
         first_s, max_s = BACKOFF_S
         self.backoff = Backoff(log, first_s, max_s, ERROR_LINE_EVERY_S,
                                name=f"Event Hub {self.where}", context=self._since_receive,

@@ -22,8 +22,8 @@ from extractor.envelope import (
 )
 from plugin.k8saudit_aks.config import Common
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
-from plugin.k8saudit_aks.stats import Stats
-from plugin.sdk import Eof, Event, Instance, PluginError
+from plugin.k8saudit_aks.stats import Source, Stats
+from plugin.sdk import Eof, Event, PluginError
 
 log = logging.getLogger("k8saudit-aks.file")
 
@@ -39,7 +39,7 @@ def replay_files(path: Path) -> list[Path]:
     raise PluginError(f"open params: no such file or directory: {path}")
 
 
-class FileInstance(Instance):
+class FileInstance(Source):
     def __init__(self, path: Path, common: Common) -> None:
         self.files = replay_files(path)
         self.common = common

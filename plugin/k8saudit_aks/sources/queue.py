@@ -18,6 +18,7 @@ received again; its events already delivered are then absorbed by the dedupe win
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import threading
 import time
@@ -37,8 +38,8 @@ from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
-from plugin.k8saudit_aks.stats import Stats
-from plugin.sdk import Event, Instance, PluginError
+from plugin.k8saudit_aks.stats import Source, Stats
+from plugin.sdk import Event, PluginError
 from transport.deadletter import send_dead_letter
 from transport.errors import is_storage_failure
 
@@ -48,6 +49,7 @@ WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
+BACKLOG_EVERY_S = 30.0               # queue length and oldest message age, for metrics
 # Client calls fail fast; retries are ours (Backoff), so they are paced and logged.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5,
                                   "read_timeout": 20}
@@ -88,22 +90,22 @@ def _is_stale(exc: BaseException) -> bool:
     return _status(exc) in (400, 404) and getattr(exc, "error_code", None) in STALE_CODES
 
 
-class QueueInstance(Instance):
+class QueueInstance(Source):
     def __init__(self, mode: QueueMode, common: Common, cluster: str | None = None,
                  *, clients: tuple[QueueClient, QueueClient, ContainerClient] | None = None
                  ) -> None:
         self.mode, self.common = mode, common
         self.cluster = cluster.lower() if cluster else None
         self.queue, self.deadletter, self.claims = clients or _clients(mode)
+        self._lock = threading.Lock()
         self.stats = Stats(f"queue:{self.queue.account_name}/{mode.queue_name}",
-                           common.stats_interval_seconds)
+                           common.stats_interval_seconds, self._lock)
         self.handover: Handover[Held] = Handover(
             bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst),
             deduper=Deduper(common.dedupe_window) if common.dedupe_window else None)
         self.visibility = mode.visibility_timeout_seconds
         self.max_held = 4 * mode.max_messages_per_poll
         # Shared between the threads, under _lock.
-        self._lock = threading.Lock()
         self._ready_cond = threading.Condition(self._lock)
         self._ready: collections.deque[tuple[Held, list[AuditEvent]]] = collections.deque()
         self._buffered_bytes = 0             # events received and not yet consumed
@@ -122,6 +124,7 @@ class QueueInstance(Instance):
         self.backoff = Backoff(log)
         self._op = "start"
         self._close_deadline = float("inf")
+        self._next_backlog = 0.0
         self._worker = threading.Thread(target=self._run, name="k8saudit-aks-queue",
                                         daemon=True)
         log.info("draining queue %s of account %s (visibility %d s, %d messages a poll, "
@@ -215,6 +218,8 @@ class QueueInstance(Instance):
                 self._op = "dead-letter"
                 self._dead_letter_poisoned()
                 received = self._fill()
+                self._op = "measure backlog"
+                self._measure_backlog()
             except Exception as exc:
                 self._count("errors")
                 self.backoff.failed(self._op, exc)
@@ -225,6 +230,21 @@ class QueueInstance(Instance):
                 continue
             self._sleep(min(self._idle, self._next_extension()))
             self._idle = min(IDLE_POLL_S[1], self._idle * 2)
+
+    def _measure_backlog(self) -> None:
+        """Every BACKLOG_EVERY_S: messages waiting (approximate, as the service counts
+        them) and the age of the oldest visible one, for Falco's metrics."""
+        now = time.monotonic()
+        if now < self._next_backlog:
+            return
+        self._next_backlog = now + BACKLOG_EVERY_S
+        count = self.queue.get_queue_properties().approximate_message_count or 0
+        oldest = next(iter(self.queue.peek_messages(max_messages=1)), None)
+        inserted = getattr(oldest, "inserted_on", None)
+        age = (dt.datetime.now(dt.UTC) - inserted).total_seconds() if inserted else 0.0
+        with self._lock:
+            self.stats.gauge("queue_backlog_messages", float(count))
+            self.stats.gauge("queue_oldest_message_age_seconds", max(0.0, age))
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self._wake.wait(seconds):

@@ -30,6 +30,7 @@ int32_t sdkpy_next_batch(void *py, void *ipy, void *inst);
 int32_t sdkpy_list_open_params(void *py, void *st);
 int32_t sdkpy_progress(void *py, void *ipy, void *inst, uint32_t *pct);
 int32_t sdkpy_event_to_string(void *py, void *st, const char *data, uint32_t len);
+int32_t sdkpy_metrics(void *py, void *st);
 """
 
 # The C helpers of glue.c that runtime.py calls.
@@ -42,6 +43,8 @@ int32_t sdk_set_batch(void *inst, const char *blob, size_t len, uint32_t n);
 void sdk_slot_key(void *st, uint32_t i, uint32_t *field_id, uint32_t *arg_present,
                   uint64_t *arg_index, const char **arg_key);
 void sdk_set_bound(void *st, void *bound);
+int32_t sdk_set_metrics(void *st, const char *names, size_t names_len, const double *values,
+                        const uint8_t *gauge, uint32_t n);
 """
 
 

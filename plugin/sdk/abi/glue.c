@@ -77,6 +77,10 @@ typedef struct {
 	sdk_buf last_error;
 	sdk_buf open_params;
 	sdk_buf evt_str;
+	/* metrics: the array handed to Falco, the names it points into */
+	ss_plugin_metric *metrics;
+	uint32_t nmetrics;
+	sdk_buf metric_names;
 	/* extraction: slots learned so far, and the results of the current event */
 	sdk_slot *slots;
 	uint32_t nslots;
@@ -196,6 +200,33 @@ void sdk_set_open_params(void *st, const char *s, size_t len) {
 
 void sdk_set_event_string(void *st, const char *s, size_t len) {
 	sdk_buf_set(&((sdk_state *)st)->evt_str, s, len);
+}
+
+/* Python hands over the metrics as NUL-separated names, values and kinds (0: counter as
+ * u64, 1: gauge as double); they stay valid until the next call. */
+int32_t sdk_set_metrics(void *stp, const char *names, size_t names_len, const double *values,
+                        const uint8_t *gauge, uint32_t n) {
+	sdk_state *st = stp;
+	if (sdk_buf_set(&st->metric_names, names, names_len) != 0) return -1;
+	ss_plugin_metric *m = realloc(st->metrics, (n ? n : 1) * sizeof *m);
+	if (!m) return -1;
+	st->metrics = m;
+	const char *name = st->metric_names.p;
+	for (uint32_t i = 0; i < n; i++) {
+		m[i].name = name;
+		name += strlen(name) + 1;
+		if (gauge[i]) {
+			m[i].type = SS_PLUGIN_METRIC_TYPE_NON_MONOTONIC;
+			m[i].value_type = SS_PLUGIN_METRIC_VALUE_TYPE_D;
+			m[i].value.d = values[i];
+		} else {
+			m[i].type = SS_PLUGIN_METRIC_TYPE_MONOTONIC;
+			m[i].value_type = SS_PLUGIN_METRIC_VALUE_TYPE_U64;
+			m[i].value.u64 = values[i] > 0 ? (uint64_t)values[i] : 0;
+		}
+	}
+	st->nmetrics = n;
+	return 0;
 }
 
 void sdk_set_progress(void *inst, const char *s, size_t len) {
@@ -471,6 +502,8 @@ void plugin_destroy(ss_plugin_t *s) {
 	sdk_buf_free(&st->last_error);
 	sdk_buf_free(&st->open_params);
 	sdk_buf_free(&st->evt_str);
+	sdk_buf_free(&st->metric_names);
+	free(st->metrics);
 	free(st);
 }
 
@@ -557,6 +590,15 @@ static int sdk_event_payload(const ss_plugin_event *e, const char **data, uint32
 	*data = (const char *)e + sizeof *e + 8 + l0;
 	*len = l1;
 	return 0;
+}
+
+/* Called by Falco's metrics collector every interval: not a hot path, one Python entry. */
+ss_plugin_metric *plugin_get_metrics(ss_plugin_t *s, uint32_t *num_metrics) {
+	sdk_state *st = s;
+	*num_metrics = 0;
+	if (!st || !st->py || sdkpy_metrics(st->py, st) != SS_PLUGIN_SUCCESS) return NULL;
+	*num_metrics = st->nmetrics;
+	return st->metrics;
 }
 
 const char *plugin_event_to_string(ss_plugin_t *s, const ss_plugin_event_input *evt) {

@@ -73,3 +73,26 @@ typedef struct ss_plugin_init_input {
 	ss_plugin_owner_t *owner;
 	const char *(*get_owner_last_error)(ss_plugin_owner_t *o);
 } ss_plugin_init_input;
+
+/* Metrics: resolved by name whatever API version a plugin declares (libsinsp
+ * plugin_loader.c SYM_RESOLVE(get_metrics); sinsp_plugin::get_metrics checks only that the
+ * symbol exists). The enums of plugin_types.h are int-sized. */
+enum { SS_PLUGIN_METRIC_TYPE_MONOTONIC = 0, SS_PLUGIN_METRIC_TYPE_NON_MONOTONIC = 1 };
+enum { SS_PLUGIN_METRIC_VALUE_TYPE_U64 = 2, SS_PLUGIN_METRIC_VALUE_TYPE_D = 4 };
+
+typedef union ss_plugin_metric_value {
+	uint32_t u32;
+	int32_t s32;
+	uint64_t u64;
+	int64_t s64;
+	double d;
+	float f;
+	int i;
+} ss_plugin_metric_value;
+
+typedef struct ss_plugin_metric {
+	const char *name;
+	int type;
+	ss_plugin_metric_value value;
+	int value_type;
+} ss_plugin_metric;

@@ -129,6 +129,7 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
         except Exception as exc:
             report(bound, exc)
             return ffi.NULL
+        bound.plugin.opened = instance
         return handle_of((instance, inst))
 
     @ffi.def_extern()
@@ -192,6 +193,20 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
         try:
             text = bound.plugin.event_to_string(ffi.buffer(data, length)[:]).encode()
             lib.sdk_set_event_string(st, text, len(text))
+            return SUCCESS
+        except Exception as exc:
+            return report(bound, exc)
+
+    @ffi.def_extern(error=FAILURE)
+    def sdkpy_metrics(py: Any, st: Any) -> int:
+        bound: _Bound = ffi.from_handle(py)
+        try:
+            metrics = list(bound.plugin.metrics())
+            names = b"".join(name.encode() + b"\0" for name, _, _ in metrics)
+            values = ffi.new("double[]", [float(value) for _, value, _ in metrics] or [0.0])
+            gauge = ffi.new("uint8_t[]", [int(kind) for _, _, kind in metrics] or [0])
+            if lib.sdk_set_metrics(st, names, len(names), values, gauge, len(metrics)) < 0:
+                raise MemoryError("cannot hand the metrics to Falco")
             return SUCCESS
         except Exception as exc:
             return report(bound, exc)
