@@ -7,7 +7,12 @@ PY := $(VENV)/bin/python
 LIB := build/libk8saudit-aks.so
 HOST := build/falco_host
 
-.PHONY: all plugin dist test run bench lint docs clean
+.PHONY: all plugin dist test run bench lint docs clean falco
+
+# Real Falco for the tests and `make run`: FALCO_BIN, else `falco` on PATH, else the one
+# ../shared/tools/falco/setup.sh unpacks into build/falco (where that folder exists).
+FALCO_SETUP := ../shared/tools/falco/setup.sh
+WITH_FALCO = FALCO_BIN=$${FALCO_BIN:-$$(test -x build/falco/bin/falco && echo $(CURDIR)/build/falco/bin/falco)}
 all: plugin
 
 $(VENV)/.installed: requirements.txt plugin/requirements.txt requirements-dev.txt
@@ -43,18 +48,23 @@ $(HOST): harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build
 	cc -O2 -Wall -o $@ harness/falco_host.c -ldl
 
-test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed
+falco:
+	@if [ -z "$$FALCO_BIN" ] && ! command -v falco >/dev/null && [ -f $(FALCO_SETUP) ] \
+	    && [ ! -x build/falco/bin/falco ]; then bash $(FALCO_SETUP) build/falco; fi
+
+test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed falco
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(WITH_FALCO) $(PY) -m pytest
 
-run: $(LIB) $(HOST) node_modules/.installed
-	$(PY) -m scripts.run_local
+run: $(LIB) $(HOST) node_modules/.installed falco
+	$(WITH_FALCO) $(PY) -m scripts.run_local
 
-bench: $(LIB) $(HOST) node_modules/.installed
+bench: $(LIB) $(HOST) node_modules/.installed falco
 	$(PY) -m benchmarks.bench_fields
 	$(PY) -m benchmarks.bench_extract_abi --callgrind
 	$(PY) -m benchmarks.bench_ingest
 	$(PY) -m benchmarks.bench_pipeline
+	$(WITH_FALCO) $(PY) -m benchmarks.bench_falco
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -29,6 +29,10 @@ from harness.host import LIB
 
 INSTALLED_JSON_PLUGIN = Path("/usr/share/falco/plugins/libjson.so")
 INSTALLED_RULES = Path("/etc/falco/k8s_audit_rules.yaml")
+# Every k8s_audit alert names its cluster (Falco 0.40+ `append_output`): the official rules'
+# outputs do not, and one Event Hub carries many clusters.
+WITH_CLUSTER: dict[str, Any] = {"append_output": [
+    {"match": {"source": "k8s_audit"}, "extra_fields": ["ka.cluster.name"]}]}
 
 
 def find_falco() -> Path | None:

@@ -1,9 +1,11 @@
 """`make run`: the whole pipeline on this machine, on Azurite.
 
-AKS Event Hub capture (samples/) -> the ingest function's own entry point, called with real
-`azure.functions.EventHubEvent` objects -> Storage Queue on Azurite -> the built plugin,
-loaded and driven through its C ABI as Falco drives it (build/falco_host), or real Falco
-when a `falco` binary is on PATH (`FALCO=0` keeps the C host). Prints what Falco sees.
+AKS Event Hub capture (samples/: normal traffic and an attack story over two clusters) ->
+the ingest function's own entry point, called with real `azure.functions.EventHubEvent`
+objects -> Storage Queue on Azurite -> real Falco with the built plugin, the json plugin
+and the official rules, printing its alerts as a table, when Falco is found (`FALCO_BIN`,
+else `falco` on PATH; `FALCO=0` declines it). Without Falco, the built plugin is driven
+through its C ABI as Falco drives it (build/falco_host) and every event is printed.
 """
 
 from __future__ import annotations
@@ -13,44 +15,45 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import azure.functions as func
+from azure.storage.queue import QueueClient
 
-from harness import host
+from harness import falco, host
 from harness.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "samples" / "eventhub-bodies.jsonl"
+SAMPLES = [ROOT / "samples" / "eventhub-bodies.jsonl", ROOT / "samples" / "attack-story.jsonl"]
 NAMES = {"QUEUE_NAME": "k8saudit", "DEADLETTER_QUEUE_NAME": "k8saudit-deadletter",
          "CLAIMCHECK_CONTAINER": "k8saudit-claims"}
-DEFAULT_RULES = Path("/etc/falco/k8s_audit_rules.yaml")  # where falcoctl installs them
+# Where falcoctl installs the official rules, else the copy the tests use (k8saudit 0.18.0).
+OFFICIAL_RULES = [falco.INSTALLED_RULES, ROOT / "tests" / "fixtures" / "rules" /
+                  "k8s_audit_rules.yaml"]
+FALCO_SECONDS = 60  # at most; the run stops once the queue is drained
 SHOWN = ["ka.cluster.name", "ka.verb", "ka.user.name", "ka.target.resource",
          "ka.target.namespace", "ka.target.name", "ka.response.code"]
 
 
-def event_hub_events(path: Path) -> list[func.EventHubEvent]:
+def event_hub_events(paths: list[Path]) -> list[func.EventHubEvent]:
     now = dt.datetime.now(dt.UTC)
+    bodies = [body for path in paths for body in path.read_bytes().splitlines() if body.strip()]
     return [
         func.EventHubEvent(body=body, enqueued_time=now, partition_key=None,
                            sequence_number=i, offset=str(i), iothub_metadata=None)
-        for i, body in enumerate(path.read_bytes().splitlines())
-        if body.strip()
+        for i, body in enumerate(bodies)
     ]
 
 
-def ingest(azurite: Azurite, sample: Path) -> None:
+def ingest(azurite: Azurite, samples: list[Path]) -> None:
     os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES})
     import function_app  # reads its app settings on first use, as the Functions host would
 
     function_app.ingestor().ensure_resources()
     (function,) = [f for f in function_app.app.get_functions()
                    if f.get_function_name() == "ingest_audit"]
-    function.get_user_function()(event_hub_events(sample))
+    function.get_user_function()(event_hub_events(samples))
 
 
 def plugin_config(azurite: Azurite) -> str:
@@ -79,23 +82,36 @@ def drain_with_host(config: str) -> None:
     print(f"\n{sum(1 for r in rows if 'values' in r)} audit events reached the plugin.")
 
 
-def run_falco(config: str, rules: Path | None) -> None:
-    """Real Falco with this plugin and the json plugin, until it has drained the queue."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "falco.yaml"
-        cfg.write_text(json.dumps({
-            "plugins": [
-                {"name": "k8saudit-aks", "library_path": str(host.LIB),
-                 "init_config": json.loads(config), "open_params": ""},
-                {"name": "json", "library_path": "libjson.so", "init_config": ""},
-            ],
-            "load_plugins": ["k8saudit-aks", "json"],
-            "rules_files": [str(rules)] if rules and rules.exists() else [],
-            "stdout_output": {"enabled": True},
-            "json_output": False,
-        }))
-        # -M: stop after that many seconds; the queue never ends by itself
-        subprocess.run(["falco", "-c", str(cfg), "-M", "30"], timeout=120, check=False)
+def run_falco(binary: Path, azurite: Azurite, config: str, rules: Path) -> None:
+    """Real Falco with this plugin (queue mode), the json plugin and the rules, until the
+    queue is drained; then its alerts as a table."""
+    queue = QueueClient.from_connection_string(azurite.connection_string, NAMES["QUEUE_NAME"])
+
+    def drained(_: falco.FalcoRun) -> bool:
+        return queue.get_queue_properties().approximate_message_count == 0
+
+    print(f"Falco {binary} with {host.LIB.name} and {rules}")
+    result = falco.run(binary, falco.PluginSpec(init_config=json.loads(config)), [rules],
+                       seconds=FALCO_SECONDS, until=drained, extra=falco.WITH_CLUSTER)
+    if result.returncode not in (0, None):
+        sys.exit(f"falco failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    print(alerts_table(result.alerts))
+    print(f"\n{len(result.alerts)} alerts from real Falco in {result.seconds:.1f} s.")
+
+
+def alerts_table(alerts: list[dict]) -> str:
+    rows = [("time", "priority", "rule", "cluster", "user", "target")]
+    for alert in alerts:
+        fields = alert.get("output_fields", {})
+        target = "/".join(str(fields[k]) for k in ("ka.target.resource", "ka.target.namespace",
+                                                  "ka.target.name") if fields.get(k))
+        rows.append((alert["time"][11:19], alert["priority"], alert["rule"],
+                     str(fields.get("ka.cluster.name", "")), str(fields.get("ka.user.name", "")),
+                     target))
+    widths = [min(max(len(r[i]) for r in rows), cap) for i, cap in
+              enumerate((8, 13, 48, 14, 40, 60))]
+    return "\n".join("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths, strict=True))
+                     for row in rows)
 
 
 def main() -> None:
@@ -103,20 +119,26 @@ def main() -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger().handlers[0].addFilter(lambda r: "Auth level" not in r.getMessage())
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sample", type=Path, default=SAMPLE)
-    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES,
+    parser.add_argument("--sample", type=Path, action="append",
+                        help="Event Hub bodies, one a line (default: samples/*.jsonl)")
+    parser.add_argument("--rules", type=Path,
+                        default=next((p for p in OFFICIAL_RULES if p.is_file()), None),
                         help="k8s_audit_rules.yaml for real Falco")
     args = parser.parse_args()
+    binary = falco.find_falco() if os.environ.get("FALCO") != "0" else None
     azurite = Azurite()
     print(f"Azurite on 127.0.0.1 (blob :{azurite.blob_port}, queue :{azurite.queue_port})")
     azurite.start()
     try:
-        ingest(azurite, args.sample)
+        ingest(azurite, args.sample or SAMPLES)
         config = plugin_config(azurite)
-        if shutil.which("falco") and os.environ.get("FALCO") != "0":
-            run_falco(config, args.rules)
+        if binary is not None and args.rules is not None:
+            run_falco(binary, azurite, config, args.rules)
         else:
             drain_with_host(config)
+            print("No Falco found: the C host above drove the plugin as Falco would. For "
+                  "alerts, set FALCO_BIN (../shared/tools/falco/setup.sh DIR unpacks one) "
+                  "or install Falco (docs/install.md).")
     finally:
         azurite.close()
 
