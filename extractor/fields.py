@@ -374,14 +374,18 @@ def source_ips(arg: Arg) -> Extract:
 
 
 def target_pod_name(_arg: Arg) -> Extract:
-    """The response object's name, for requests on the `pods` resource itself."""
+    """The response object's name, for requests on the `pods` resource itself (a
+    `subresource` counts only as a non-empty string, as upstream reads it)."""
     name_lookup = _lookup(("responseObject", "metadata", "name"))
 
     def extract(event: object) -> list[str] | None:
         if event.__class__ is not dict or "auditID" not in event:
             return _not_audit_event(event)
         ref = event.get("objectRef")
-        if ref.__class__ is not dict or ref.get("resource") != "pods" or "subresource" in ref:
+        if ref.__class__ is not dict or ref.get("resource") != "pods":
+            return None
+        subresource = ref.get("subresource")
+        if subresource.__class__ is str and subresource:
             return None
         name = name_lookup(event)
         return None if name is MISSING else [to_string(name)]
@@ -395,8 +399,10 @@ def subject_names(kind: str, namespaced: bool = False) -> Build:
     def finish(found: list, _arg: Arg) -> list[str] | None:
         names = []
         for subjects in found:
-            if subjects.__class__ is not list:
+            if subjects is MISSING:  # an array element without `subjects`
                 continue
+            if subjects.__class__ is not list:  # upstream: `subjects` must be an array
+                raise ExtractError("wrong type conversion")
             for subject in subjects:
                 if subject.__class__ is not dict or subject.get("kind") != kind:
                     continue

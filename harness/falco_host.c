@@ -35,12 +35,16 @@ typedef struct { /* the full 3.0.0 init input: config, owner, last error, tables
 	const void *tables;
 } init_input_v3;
 
-typedef struct { /* the full 3.0.0 extract input: ..., fields, table reader vtable */
+typedef struct { /* the extract input as libsinsp passes it today (plugin API 3.12): the
+                  * 3.0.0 members, then table_reader_ext and value_offsets, NULL here.
+                  * A plugin declaring a later minor (upstream k8saudit: 3.11) reads them. */
 	void *owner;
 	const char *(*get_owner_last_error)(void *);
 	uint32_t num_fields;
 	ss_plugin_extract_field *fields;
 	void *table_reader[4];
+	void *table_reader_ext;
+	void *value_offsets;
 } extract_input_v3;
 
 static void *lib;
@@ -105,7 +109,7 @@ static int load_requests(const char *path, const char *fields_json) {
 		memset(r, 0, sizeof *r);
 		r->key = strdup(key);
 		r->f.field_id = (uint32_t)strtoul(id, NULL, 10);
-		r->f.field = r->key;
+		r->f.field = strndup(key, strcspn(key, "[")); /* the name alone, as libsinsp passes it */
 		/* the field type, from the plugin's field list: uint64 or string */
 		char pat[9000];
 		snprintf(pat, sizeof pat, "\"name\": \"%.*s\"", (int)strcspn(key, "["), key);

@@ -55,7 +55,8 @@ def run_raw(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None
 def run(lib: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> list[dict]:
     """falco_host's output rows."""
     proc = run_raw(lib, *args, timeout=timeout, cwd=cwd)
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    # split("\n"): str.splitlines also splits at U+2028, U+0085, ... inside values
+    return [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
 
 
 def info(lib: Path, framework: str = "3.0.0") -> dict:

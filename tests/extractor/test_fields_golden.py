@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from extractor.access import to_string
 from extractor.fields import (
     FIELDS,
     ExtractError,
@@ -90,7 +91,7 @@ def expected_source_ips(index: int | None, event: dict) -> list[str] | None:
     ips = event.get("sourceIPs")
     if not isinstance(ips, list):
         return None
-    texts = [ip if isinstance(ip, str) else orjson.dumps(ip).decode() for ip in ips]
+    texts = [ip if isinstance(ip, str) else to_string(ip) for ip in ips]
     if index is not None:
         texts = texts[index : index + 1]
     return texts or None
@@ -169,3 +170,26 @@ def test_compile_all_equals_each_closure(source: str) -> None:
         for doc in (event, [event], "text", 1):
             got = [("failed", str(r)) if isinstance(r, Exception) else r for r in run_all(doc)]
             assert got == [each(key, doc) for key in keys]
+
+
+# Found by tests/plugin/test_differential_upstream.py against upstream 0.18.0, pinned here.
+UPSTREAM_SHAPES = [
+    ("ka.req.binding.subjects.user_names", {"requestObject": {"subjects": "/etc"}}, {"rc": 1}),
+    ("ka.req.binding.subjects.user_names", {"requestObject": {"subjects": None}}, {"rc": 1}),
+    ("ka.req.binding.subjects.group_names", {"requestObject": {"subjects": {"kind": "Group"}}},
+     {"rc": 1}),
+    ("ka.req.binding.subjects.user_names", {"requestObject": [{}, {"x": 1}]}, None),
+    ("ka.req.binding.subjects.user_names",
+     {"requestObject": {"subjects": [{"kind": "User", "name": "u"}]}}, ["u"]),
+    ("ka.target.pod.name", {"objectRef": {"resource": "pods", "subresource": ""},
+                            "responseObject": {"metadata": {"name": "x"}}}, ["x"]),
+    ("ka.target.pod.name", {"objectRef": {"resource": "pods", "subresource": 5},
+                            "responseObject": {"metadata": {"name": "x"}}}, ["x"]),
+    ("ka.target.pod.name", {"objectRef": {"resource": "pods", "subresource": "exec"},
+                            "responseObject": {"metadata": {"name": "x"}}}, None),
+]
+
+
+@pytest.mark.parametrize(("key", "event", "want"), UPSTREAM_SHAPES)
+def test_shapes_upstream_answers_differently(key: str, event: dict, want: object) -> None:
+    assert run(key, {"kind": "Event", "auditID": "a", **event}) == want
