@@ -11,6 +11,7 @@ from typing import ClassVar
 import orjson
 
 from extractor import fields
+from plugin.k8saudit_aks import __version__
 from plugin.k8saudit_aks.config import EventHubMode, QueueMode, parse_config
 from plugin.k8saudit_aks.config import init_schema as config_schema
 from plugin.k8saudit_aks.redact import redact
@@ -51,7 +52,7 @@ class K8sAuditAksPlugin(Plugin):
         "the k8saudit-aks ingest function, from an Event Hub, or from files"
     )
     contact = "github.com/k8saudit-aks/k8saudit-aks"
-    version = "0.7.0"
+    version = __version__
     id = 21
     event_source = "k8s_audit"
     extract_event_sources: ClassVar[Sequence[str]] = ("k8s_audit",)

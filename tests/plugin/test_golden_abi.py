@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from harness import host
+from plugin.k8saudit_aks import __version__
 from tests import FIXTURES
 from tests.extractor.test_fields_golden import NAMED, SOURCES, expected, load
 
@@ -38,7 +39,7 @@ def test_identity() -> None:
     info = host.info(host.LIB, "3.0.0")
     assert info["compatible"]
     assert (info["name"], info["version"], info["id"], info["event_source"]) == (
-        "k8saudit-aks", "0.7.0", 21, "k8s_audit")
+        "k8saudit-aks", __version__, 21, "k8s_audit")
     assert info["required_api_version"] == "3.0.0"
     assert info["schema_type"] == 1
     json.loads(info["init_schema"])
