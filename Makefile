@@ -52,8 +52,7 @@ falco:
 	@if [ -z "$$FALCO_BIN" ] && ! command -v falco >/dev/null && [ -f $(FALCO_SETUP) ] \
 	    && [ ! -x build/falco/bin/falco ]; then bash $(FALCO_SETUP) build/falco; fi
 
-test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed falco
-	$(PY) -m ruff check .
+test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed falco lint
 	$(WITH_FALCO) $(PY) -m pytest
 
 run: $(LIB) $(HOST) node_modules/.installed falco
@@ -68,6 +67,7 @@ bench: $(LIB) $(HOST) node_modules/.installed falco
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 docs: $(LIB)
 	$(PY) -m extractor.fields --markdown docs/fields.md

@@ -57,14 +57,21 @@ def extract_ns_per_event(rounds: int) -> tuple[float, str]:
         [str(BENCH), str(LIB), str(EVENTS), str(RULE_FIELDS), "", str(rounds)],
         check=True, capture_output=True, text=True,
     ).stdout
-    return float(re.search(r"ns_per_event=([\d.]+)", out).group(1)), out.strip()
+    return float(_found(r"ns_per_event=([\d.]+)", out)), out.strip()
 
 
 def _instructions(cmd: list[str]) -> int:
     with tempfile.NamedTemporaryFile(suffix=".cg") as out:
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
                                *cmd], check=True, capture_output=True, text=True)
-    return int(re.search(r"Collected : (\d+)", proc.stderr).group(1))
+    return int(_found(r"Collected : (\d+)", proc.stderr))
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise SystemExit(f"no {pattern!r} in:\n{text[-2000:]}")
+    return match.group(1)
 
 
 _ORJSON_PASSES = (

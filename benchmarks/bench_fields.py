@@ -33,12 +33,13 @@ def rule_requests() -> list[tuple[int, int | str | None]]:
 
 
 def best_ns(repeat: int, run) -> int:
-    best = None
+    best: int | None = None
     for _ in range(repeat):
         start = time.perf_counter_ns()
         run()
         elapsed = time.perf_counter_ns() - start
         best = elapsed if best is None else min(best, elapsed)
+    assert best is not None
     return best
 
 

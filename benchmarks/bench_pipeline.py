@@ -97,6 +97,7 @@ def main() -> None:
                 entry(events)
                 durations.append(time.perf_counter() - entered)
                 report = ingestor.last
+                assert report is not None
                 sent += [(entered, m.message_id, m.count) for m in report.sent]
         deadline = time.monotonic() + 30
         while len(reader.seen) < len(sent) and time.monotonic() < deadline:

@@ -43,23 +43,22 @@ def salvage(text: str) -> Salvaged:
     (``"code":20`` of ``200``) is not kept.
     """
     found = Salvaged()
-    skip = _WHITESPACE.match
-    pos = skip(text).end()
+    pos = _skip(text, 0)
     if not text.startswith("{", pos):
         return found
     pos += 1
     while True:
-        key_match = _STRING.match(text, skip(text, pos).end())
+        key_match = _STRING.match(text, _skip(text, pos))
         if key_match is None:
             return found
         try:
             key = json.loads(key_match.group())
         except ValueError:
             return found
-        pos = skip(text, key_match.end()).end()
+        pos = _skip(text, key_match.end())
         if not text.startswith(":", pos):
             return found
-        start = skip(text, pos + 1).end()
+        start = _skip(text, pos + 1)
         value: Any = _OMITTED
         try:
             value, pos = _DECODER.raw_decode(text, start)
@@ -68,7 +67,7 @@ def salvage(text: str) -> Salvaged:
             if end is None:
                 return found  # the cut fell inside this value
             pos = end
-        pos = skip(text, pos).end()
+        pos = _skip(text, pos)
         if not text.startswith((",", "}"), pos):
             return found
         if value is _OMITTED:
@@ -81,6 +80,12 @@ def salvage(text: str) -> Salvaged:
 
 
 _OMITTED = object()
+
+
+def _skip(text: str, pos: int) -> int:
+    """Past the JSON whitespace at `pos`."""
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
 
 
 def value_end(text: str, pos: int) -> int | None:

@@ -54,7 +54,8 @@ class Azurite:
         for port in (self.blob_port, self.queue_port):
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"azurite exited: {self.proc.stderr.read().decode()}")
+                    error = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(f"azurite exited: {error}")
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                     break

@@ -113,8 +113,9 @@ def run(falco: Path, plugin: PluginSpec, rules: Sequence[Path], *,
             [str(falco), "-c", str(path), "--disable-source=syscall"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
         errors: list[str] = []
-        drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()),  # type: ignore[union-attr]
-                                 daemon=True)
+        stderr = proc.stderr
+        assert stderr is not None  # stderr=PIPE
+        drain = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
         drain.start()
         lines = _LineReader(proc)
         deadline = started + seconds
@@ -123,7 +124,7 @@ def run(falco: Path, plugin: PluginSpec, rules: Sequence[Path], *,
             line = lines.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             if line is _EOF:
                 break
-            if line is not None:
+            if isinstance(line, str):
                 _add(result, line)
             if not stopped and (time.monotonic() >= deadline or (until and until(result))):
                 proc.send_signal(signal.SIGINT)
@@ -149,7 +150,8 @@ class _LineReader:
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
+        assert proc.stdout is not None  # stdout=PIPE
+        for line in proc.stdout:
             self._queue.put(line)
         self._queue.put(_EOF)
 

@@ -288,7 +288,8 @@ class Ingestor:
                                                                       strict=True)]
         letters = [self._pool.submit(self._dead_letter, drop)
                    for drop in drops if drop.raw is not None]
-        concurrent.futures.wait(sends + letters)
+        pending: list[concurrent.futures.Future[Any]] = [*sends, *letters]
+        concurrent.futures.wait(pending)
         storage_failure: BaseException | None = None
         for message, future in zip(messages, sends, strict=True):
             if (exc := future.exception()) is None:
@@ -305,9 +306,9 @@ class Ingestor:
                 counts[REFUSED] += message.count
                 self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc),
                                            message.text.encode("ascii")), counts)
-        for future in letters:
-            if (exc := future.exception()) is None:
-                counts[DEAD_LETTER_CLAIM_CHECKS] += future.result()
+        for letter in letters:
+            if (exc := letter.exception()) is None:
+                counts[DEAD_LETTER_CLAIM_CHECKS] += letter.result()
                 counts[DEAD_LETTERED] += 1
             elif is_storage_failure(exc):
                 storage_failure = storage_failure or exc

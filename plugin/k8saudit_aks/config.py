@@ -163,7 +163,7 @@ class EventHubMode:
                                             **_shape(_CONTAINER))
 
 
-MODES: tuple[type, ...] = (QueueMode, EventHubMode)
+MODES: tuple[type[QueueMode] | type[EventHubMode], ...] = (QueueMode, EventHubMode)
 SECRET_KEYS = tuple(
     f.name for cls in (Common, *MODES) for f in fields(cls) if f.metadata.get("secret")
 )

@@ -84,8 +84,9 @@ def body_bytes(event: EventData) -> bytes:
         return bytes(body)
     if isinstance(body, str):
         return body.encode()
-    try:
-        return b"".join(bytes(section) for section in body)
+    try:  # a data body: an iterable of sections
+        sections: Any = body  # typed as one value; a data body iterates its sections
+        return b"".join(bytes(section) for section in sections)
     except TypeError:
         return event.body_as_str(encoding="utf-8").encode()
 
@@ -115,7 +116,7 @@ def build_client(mode: EventHubMode, store: BlobCheckpointStore) -> EventHubCons
             raise PluginError("init_config.event_hub_namespace_connection_string: "
                               f"{redact(str(exc))}") from None
     return EventHubConsumerClient(
-        mode.event_hub_fully_qualified_namespace, mode.event_hub_name, mode.consumer_group,
+        mode.event_hub_fully_qualified_namespace or "", mode.event_hub_name, mode.consumer_group,
         credential=default_credential(), **options,
     )
 
@@ -126,7 +127,7 @@ def build_store(mode: EventHubMode) -> BlobCheckpointStore:
         if mode.blob_storage_connection_string:
             return BlobCheckpointStore.from_connection_string(
                 mode.blob_storage_connection_string, container)
-        return BlobCheckpointStore(mode.blob_storage_account_url, container,
+        return BlobCheckpointStore(mode.blob_storage_account_url or "", container,
                                    credential=default_credential())
     except ValueError as exc:
         key = ("blob_storage_connection_string" if mode.blob_storage_connection_string
@@ -179,7 +180,7 @@ class _NappingDict(dict):
     by another reader) it spins a core and competes with Falco's thread for the GIL. This
     dict, swapped in for `_consumers`, naps in `items()` while empty."""
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         if not self:
             time.sleep(IDLE_NAP_S)
         return super().items()

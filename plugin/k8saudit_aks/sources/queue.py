@@ -302,7 +302,7 @@ class QueueInstance(Source):
                 log.warning("message %s reappeared before its visibility was extended; "
                             "its redelivery is deduplicated", held.queue_id)
                 continue
-            held.pop_receipt = updated.pop_receipt
+            held.pop_receipt = updated.pop_receipt or held.pop_receipt
             held.visible_until = now + self.visibility
             self._count("visibility_extended")
 
@@ -323,7 +323,7 @@ class QueueInstance(Source):
             return False
         self._count("received_messages", len(messages))
         for message in messages:
-            held = Held(message.id, message.pop_receipt, started + self.visibility,
+            held = Held(message.id, message.pop_receipt or "", started + self.visibility,
                         message.content if isinstance(message.content, str) else "")
             held.dequeue_count = message.dequeue_count
             self._held.add(held)

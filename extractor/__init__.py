@@ -1,0 +1,1 @@
+"""Pure Python: AKS diagnostic envelopes -> audit events -> queue messages; ka.* fields."""
