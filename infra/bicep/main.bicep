@@ -13,6 +13,7 @@ param location string = resourceGroup().location
 @maxLength(11)
 param namePrefix string = 'k8saudit'
 
+@description('Tags applied to every resource.')
 param tags object = {}
 
 @description('AKS clusters to audit: names (in this resource group) or full resource IDs (any resource group or subscription of the tenant).')
@@ -25,6 +26,7 @@ param aksClusters array
   'kube-audit'
   'guard'
 ])
+@description('AKS diagnostic log categories streamed to the Event Hub and accepted by the function.')
 param auditCategories array = [
   'kube-audit-admin'
 ]
@@ -42,6 +44,7 @@ param eventHubCapacity int = 1
 @maxValue(32)
 param eventHubPartitionCount int = 4
 
+@description('Days the Event Hub keeps events: how long an outage of the function can last without loss.')
 @minValue(1)
 @maxValue(7)
 param eventHubRetentionDays int = 1
@@ -52,12 +55,16 @@ param eventHubRetentionDays int = 1
   'Listen'
   'Manage'
 ])
+@description('Rights of the authorization rule the AKS diagnostic settings send with.')
 param diagnosticsRuleRights array = [
   'Send'
 ]
 
+@description('Storage queue the function fills and Falco drains.')
 param queueName string = 'k8saudit'
+@description('Queue receiving what neither side can deliver (dead letters).')
 param deadLetterQueueName string = 'k8saudit-deadletter'
+@description('Blob container for events too large for a queue message, and large dead letters.')
 param claimCheckContainer string = 'k8saudit-claims'
 
 @description('Steady rate (audit events per second) the function forwards.')
@@ -68,6 +75,7 @@ param rateLimitEventsPerSecond int = 1000
 @minValue(1)
 param rateLimitBurst int = 2000
 
+@description('Most Flex Consumption instances the function scales out to.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -77,6 +85,7 @@ param maximumInstanceCount int = 40
   2048
   4096
 ])
+@description('Memory of each Flex Consumption instance (MB).')
 param instanceMemoryMB int = 2048
 
 @description('The AKS cluster\'s OIDC issuer URL: az aks show -g <rg> -n <cluster> --query oidcIssuerProfile.issuerUrl -o tsv')
@@ -88,6 +97,7 @@ param falcoNamespace string = 'falco'
 @description('Service account of the Falco pods (the Helm chart names it after the release).')
 param falcoServiceAccount string = 'falco'
 
+@description('Days the Log Analytics workspace keeps the function\'s logs.')
 @minValue(30)
 @maxValue(730)
 param logRetentionDays int = 30

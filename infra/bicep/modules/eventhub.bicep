@@ -1,9 +1,15 @@
 // Event Hubs: where AKS diagnostic settings stream kube-audit records.
+@description('Azure region of the resources.')
 param location string
+@description('Tags applied to every resource.')
 param tags object
+@description('Event Hubs namespace name.')
 param namespaceName string
+@description('Event Hub receiving the AKS diagnostic logs.')
 param eventHubName string
+@description('Consumer group the ingest function reads with.')
 param consumerGroupName string
+@description('Authorization rule (Send only) the diagnostic settings use.')
 param diagnosticsRuleName string
 
 @description('Throughput units (1 TU = 1 MB/s or 1000 events/s ingress).')
@@ -16,6 +22,7 @@ param capacity int
 @maxValue(32)
 param partitionCount int
 
+@description('Days the Event Hub keeps events.')
 @minValue(1)
 @maxValue(7)
 param messageRetentionInDays int
@@ -26,6 +33,7 @@ param messageRetentionInDays int
   'Listen'
   'Manage'
 ])
+@description('Rights of the authorization rule the AKS diagnostic settings send with.')
 param diagnosticsRuleRights array
 
 resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {

@@ -1,18 +1,29 @@
 // The ingest function: Flex Consumption (FC1), Python 3.11, user-assigned identity, no secrets.
+@description('Azure region of the resources.')
 param location string
+@description('Tags applied to every resource.')
 param tags object
+@description('Flex Consumption plan name.')
 param planName string
+@description('Function app name.')
 param appName string
+@description('Resource id of the user-assigned identity the function runs as.')
 param identityId string
+@description('Client id of that identity (for DefaultAzureCredential).')
 param identityClientId string
+@description('Application Insights component receiving the function\'s telemetry.')
 param appInsightsName string
 
 @description('Host storage (AzureWebJobsStorage): leases, Event Hubs checkpoints, deployment package.')
 param hostBlobEndpoint string
+@description('Queue endpoint of the Functions host storage account.')
 param hostQueueEndpoint string
+@description('Table endpoint of the Functions host storage account.')
 param hostTableEndpoint string
+@description('Blob container holding the function\'s deployment package.')
 param deploymentContainerName string
 
+@description('Most Flex Consumption instances the function scales out to.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int
@@ -22,19 +33,31 @@ param maximumInstanceCount int
   2048
   4096
 ])
+@description('Memory of each Flex Consumption instance (MB).')
 param instanceMemoryMB int
 
 // Settings the function code reads (the contract with function_app.py).
+@description('NAMESPACE.servicebus.windows.net the trigger connects to with the identity.')
 param eventHubFullyQualifiedNamespace string
+@description('Event Hub receiving the AKS diagnostic logs.')
 param eventHubName string
+@description('Consumer group of the Event Hub trigger.')
 param eventHubConsumerGroup string
+@description('AKS diagnostic log categories streamed to the Event Hub and accepted by the function.')
 param auditCategories array
+@description('Steady rate (audit events per second) the function forwards.')
 param rateLimitEventsPerSecond int
+@description('Token bucket size of the function\'s rate limit.')
 param rateLimitBurst int
+@description('https://ACCOUNT.queue.core.windows.net of the pipeline storage account.')
 param queueAccountUrl string
+@description('Storage queue the function fills and Falco drains.')
 param queueName string
+@description('Queue receiving what neither side can deliver (dead letters).')
 param deadLetterQueueName string
+@description('https://ACCOUNT.blob.core.windows.net of the pipeline storage account.')
 param claimCheckAccountUrl string
+@description('Blob container for events too large for a queue message, and large dead letters.')
 param claimCheckContainer string
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {

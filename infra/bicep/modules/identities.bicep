@@ -1,12 +1,18 @@
 // One user-assigned identity per workload, so each gets only its own role assignments.
+@description('Azure region of the resources.')
 param location string
+@description('Tags applied to every resource.')
 param tags object
+@description('User-assigned identity of the ingest function.')
 param functionIdentityName string
+@description('User-assigned identity of Falco (federated with its Kubernetes service account).')
 param falcoIdentityName string
 
 @description('The AKS cluster\'s OIDC issuer URL (az aks show --query oidcIssuerProfile.issuerUrl).')
 param oidcIssuerUrl string
+@description('Kubernetes namespace Falco runs in.')
 param falcoNamespace string
+@description('Kubernetes service account of Falco (workload identity subject).')
 param falcoServiceAccount string
 
 resource functionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {

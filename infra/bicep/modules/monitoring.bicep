@@ -1,9 +1,14 @@
 // Log Analytics + workspace-based Application Insights for the function.
+@description('Azure region of the resources.')
 param location string
+@description('Tags applied to every resource.')
 param tags object
+@description('Log Analytics workspace name.')
 param workspaceName string
+@description('Application Insights component receiving the function\'s telemetry.')
 param appInsightsName string
 
+@description('Days the workspace keeps data.')
 @minValue(30)
 @maxValue(730)
 param retentionInDays int

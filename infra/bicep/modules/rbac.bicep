@@ -1,13 +1,23 @@
 // Every role assignment of the pipeline, one per need, each at the narrowest scope.
+@description('Principal id of the function\'s identity.')
 param functionPrincipalId string
+@description('Principal id of Falco\'s identity.')
 param falcoPrincipalId string
+@description('Event Hubs namespace the roles are scoped to.')
 param eventHubNamespaceName string
+@description('Event Hub receiving the AKS diagnostic logs.')
 param eventHubName string
+@description('Functions host storage account the roles are scoped to.')
 param hostStorageName string
+@description('Pipeline storage account (queues, claim checks) the roles are scoped to.')
 param dataStorageName string
+@description('Storage queue the function fills and Falco drains.')
 param queueName string
+@description('Queue receiving what neither side can deliver (dead letters).')
 param deadLetterQueueName string
+@description('Blob container for events too large for a queue message, and large dead letters.')
 param claimCheckContainer string
+@description('Application Insights component receiving the function\'s telemetry.')
 param appInsightsName string
 
 @description('Grant Table Data Contributor on host storage so the Functions host can persist diagnostic events.')

@@ -1,7 +1,10 @@
 // A hardened storage account reachable only with Entra ID (no shared key, no anonymous blobs).
 // Used twice by main.bicep: the Functions host account and the pipeline (queue) account.
+@description('Azure region of the resources.')
 param location string
+@description('Tags applied to every resource.')
 param tags object
+@description('Storage account name.')
 param name string
 
 @description('Queues to create.')
