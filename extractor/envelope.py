@@ -29,6 +29,9 @@ from extractor.salvage import Salvaged, salvage
 
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
 CLUSTER_ANNOTATION = "cluster_name"
+# The event's own cluster_name when the record's resourceId (which Azure writes) named
+# another: kept, never silently replaced.
+EVENT_CLUSTER_ANNOTATION = "k8saudit-aks/event-cluster-name"
 TRUNCATED_ANNOTATION = "k8saudit-aks/truncated"
 TIMESTAMP_ANNOTATION = "k8saudit-aks/timestamp-from"  # a salvaged event's stand-in time
 OMITTED_ANNOTATION = "k8saudit-aks/omitted"  # members left out, comma-separated
@@ -218,7 +221,8 @@ def parse_documents(
 class _Walker:
     """Dispatches input shapes and accumulates the batch."""
 
-    __slots__ = ("batch", "categories", "deduper", "fallback_cluster", "source")
+    __slots__ = ("authoritative", "batch", "categories", "deduper", "fallback_cluster",
+                 "source")
 
     def __init__(self, categories: frozenset[str], fallback: str | None, deduper: Deduper):
         self.categories = categories
@@ -226,6 +230,7 @@ class _Walker:
         self.deduper = deduper
         self.batch = Batch()
         self.source = b""  # the document being walked: the raw of what cannot be re-dumped
+        self.authoritative = False  # the current item's cluster came from its resourceId
 
     def drop(self, reason: Reason, detail: str, raw: bytes | None = None) -> None:
         self.batch.drops.append(Drop(reason, detail, raw))
@@ -271,6 +276,7 @@ class _Walker:
     def item(self, value: Any, cluster: str | None) -> None:
         """One event, record or stray value: the isolation boundary."""
         self.batch.items += 1
+        self.authoritative = False
         try:
             if not isinstance(value, dict):
                 self.drop(Reason.NOT_AUDIT_EVENT, f"JSON {type(value).__name__}",
@@ -288,9 +294,9 @@ class _Walker:
             self.drop(Reason.CATEGORY_NOT_ACCEPTED, f"category {category!r}")
             return
         resource_id = record.get("resourceId")
-        cluster = (
-            cluster_from_resource_id(resource_id) if isinstance(resource_id, str) else None
-        ) or self.fallback_cluster
+        named = cluster_from_resource_id(resource_id) if isinstance(resource_id, str) else None
+        self.authoritative = named is not None
+        cluster = named or self.fallback_cluster
         properties = record["properties"]
         log = properties.get("log") if isinstance(properties, dict) else None
         if isinstance(log, dict):
@@ -350,7 +356,8 @@ class _Walker:
         if self.deduper.seen((cluster, audit_id, stage)):
             self.drop(Reason.DUPLICATE, f"{audit_id!r} {stage!r}")
             return False
-        data, omitted = _encode(event, cluster, marks or {}, list(omitted))
+        data, omitted = _encode(event, (cluster, self.authoritative), marks or {},
+                                list(omitted))
         if "auditID" in omitted or "stage" in omitted:
             self.drop(Reason.MISSING_AUDIT_ID if "auditID" in omitted else Reason.MISSING_STAGE,
                       "auditID or stage cannot be encoded", self.raw(raw))
@@ -379,7 +386,7 @@ def _rejection(event: dict[str, Any], *, timed: bool) -> tuple[Reason, str] | No
     return None
 
 
-def _encode(event: dict[str, Any], cluster: str | None, marks: dict[str, str],
+def _encode(event: dict[str, Any], cluster: tuple[str | None, bool], marks: dict[str, str],
             omitted: list[str]) -> tuple[bytes, list[str]]:
     """The annotated event as compact JSON, and the members left out of it: those orjson
     refuses (nested beyond its 254 levels, a lone surrogate, an integer beyond 64 bits) go,
@@ -412,23 +419,53 @@ def _names(keys: Sequence[str]) -> str:
     return ",".join(key.encode("utf-8", "backslashreplace").decode("utf-8") for key in keys)
 
 
-def _annotate(event: dict[str, Any], cluster: str | None, marks: dict[str, str]) -> None:
-    """Write ``marks`` and, unless present, the cluster name into the annotations.
+def _annotate(event: dict[str, Any], cluster: tuple[str | None, bool],
+              marks: dict[str, str]) -> None:
+    """Write ``marks`` and the cluster name (see `set_cluster`) into the annotations.
     Annotations that are not an object are left alone for the cluster name alone; marks
     must be written, so they replace them, keeping the original as JSON text under
     ORIGINAL_ANNOTATIONS."""
+    name, authoritative = cluster
     annotations = event.get("annotations")
     if annotations is None:
-        if not (cluster or marks):
+        if not (name or marks):
             return
         annotations = event["annotations"] = {}
     elif not isinstance(annotations, dict):
         if not marks:
             return
         annotations = event["annotations"] = {ORIGINAL_ANNOTATIONS: _json_text(annotations)}
-    if cluster is not None:
-        annotations.setdefault(CLUSTER_ANNOTATION, cluster)
+    if name is not None:
+        set_cluster(annotations, name, authoritative=authoritative)
     annotations.update(marks)
+
+
+def set_cluster(annotations: dict[str, Any], cluster: str, *, authoritative: bool) -> None:
+    """The one writer of `cluster_name`. A name from the record's AKS `resourceId` (written
+    by Azure, `authoritative`) wins over the event's own annotation, which is then kept
+    under EVENT_CLUSTER_ANNOTATION; a fallback name (raw files, open params) only fills a
+    missing one."""
+    own = annotations.get(CLUSTER_ANNOTATION)
+    if own is None:
+        annotations[CLUSTER_ANNOTATION] = cluster
+    elif authoritative and own != cluster:
+        annotations[EVENT_CLUSTER_ANNOTATION] = own
+        annotations[CLUSTER_ANNOTATION] = cluster
+
+
+def with_fallback_cluster(event: AuditEvent, cluster: str) -> AuditEvent:
+    """An event its writer could not attribute (no resourceId), named by the reader's
+    fallback (the plugin's open params), as `parse_documents` would have named it."""
+    try:
+        doc = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return event
+    annotations = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(annotations, dict | None):
+        return AuditEvent(event.data, event.timestamp_ns, event.audit_id, event.stage, cluster)
+    _annotate(doc, (cluster, False), {})
+    return AuditEvent(orjson.dumps(doc), event.timestamp_ns, event.audit_id, event.stage,
+                      cluster)
 
 
 def _json_text(value: Any) -> str:

@@ -12,6 +12,7 @@ import pytest
 from extractor.envelope import (
     CLUSTER_ANNOTATION,
     DELIVERED,
+    EVENT_CLUSTER_ANNOTATION,
     ORIGINAL_ANNOTATIONS,
     SALVAGED,
     TIMESTAMP_ANNOTATION,
@@ -23,6 +24,7 @@ from extractor.envelope import (
     parse_documents,
     parse_timestamp_ns,
     split_documents,
+    with_fallback_cluster,
 )
 from extractor.salvage import Salvaged, salvage
 from tests import FIXTURES
@@ -209,18 +211,32 @@ def test_cluster_from_resource_id_or_fallback(
 
 
 @pytest.mark.parametrize(
-    ("annotations", "expected"),
+    ("annotations", "resource_id", "expected"),
     [
-        (None, {CLUSTER_ANNOTATION: "aks-dev-01"}),
-        ({}, {CLUSTER_ANNOTATION: "aks-dev-01"}),
-        ({"a": "b"}, {"a": "b", CLUSTER_ANNOTATION: "aks-dev-01"}),
-        ({CLUSTER_ANNOTATION: "kept"}, {CLUSTER_ANNOTATION: "kept"}),
-        (7, 7),
+        (None, RID, {CLUSTER_ANNOTATION: "aks-dev-01"}),
+        ({}, RID, {CLUSTER_ANNOTATION: "aks-dev-01"}),
+        ({"a": "b"}, RID, {"a": "b", CLUSTER_ANNOTATION: "aks-dev-01"}),
+        # The record's resourceId, which Azure writes, wins; the event's own value is kept.
+        ({CLUSTER_ANNOTATION: "other"}, RID,
+         {CLUSTER_ANNOTATION: "aks-dev-01", EVENT_CLUSTER_ANNOTATION: "other"}),
+        ({CLUSTER_ANNOTATION: "aks-dev-01"}, RID, {CLUSTER_ANNOTATION: "aks-dev-01"}),
+        # Without a resourceId the fallback only fills a missing name.
+        ({CLUSTER_ANNOTATION: "own"}, None, {CLUSTER_ANNOTATION: "own"}),
+        (7, RID, 7),
     ],
 )
-def test_cluster_annotation_only_added_when_absent(annotations: Any, expected: Any) -> None:
-    (out,) = parse_documents([dumps(record(log_of(event(annotations=annotations))))]).events
+def test_one_writer_of_the_cluster_name(annotations: Any, resource_id: str | None,
+                                        expected: Any) -> None:
+    document = dumps(record(log_of(event(annotations=annotations)), resource_id=resource_id))
+    (out,) = parse_documents([document], fallback_cluster="fallback").events
     assert orjson.loads(out.data)["annotations"] == expected
+
+
+def test_a_reader_names_what_the_writer_could_not_attribute() -> None:
+    (unnamed,) = parse_documents([dumps(event("a", annotations={"x": "y"}))]).events
+    named = with_fallback_cluster(unnamed, "prod")
+    assert named.cluster == "prod"
+    assert orjson.loads(named.data)["annotations"] == {"x": "y", CLUSTER_ANNOTATION: "prod"}
 
 
 # --- timestamps -------------------------------------------------------------------------

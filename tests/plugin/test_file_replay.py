@@ -8,7 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.envelope import TRUNCATED_ANNOTATION, parse_timestamp_ns
+from extractor.envelope import (
+    EVENT_CLUSTER_ANNOTATION,
+    TRUNCATED_ANNOTATION,
+    parse_timestamp_ns,
+)
 from harness import host
 from tests import FIXTURES
 from tests.aks_fixture import expected_rows
@@ -52,8 +56,8 @@ def test_falco_traces_one_event_per_audit_event(params: str) -> None:
         assert got["values"]["ka.auditid"] == [want["auditID"]]
 
 
-def own_cluster_names() -> dict[tuple[str, str], str]:
-    """Events of the capture that carry their own `cluster_name` annotation."""
+def own_cluster_names() -> dict[tuple[str, str], object]:
+    """Events of the capture that carry their own `cluster_name` annotation, as written."""
     names = {}
     for body in (AKS / "eventhub-bodies.jsonl").open("rb"):
         for record in orjson.loads(body)["records"]:
@@ -62,8 +66,7 @@ def own_cluster_names() -> dict[tuple[str, str], str]:
                 name = event["annotations"]["cluster_name"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
-            text = name if isinstance(name, str) else orjson.dumps(name).decode()
-            names[(event["auditID"], event["stage"])] = text
+            names[(event["auditID"], event["stage"])] = name
     return names
 
 
@@ -83,11 +86,13 @@ def test_eventhub_bodies_replay_yields_every_expected_event() -> None:
     for e in events:
         key = (e["values"]["ka.auditid"][0], e["values"]["ka.stage"][0])
         cluster = e["values"]["ka.cluster.name"]
-        # the name from resourceId, unless the event named its cluster itself; one event
-        # has `annotations` of the wrong type: nowhere to put the name
-        if key not in salvaged:  # (a salvaged log's own annotations are not parsed here)
-            assert cluster in (None, [own_cluster.get(key, expected[key]["cluster"])])
+        # the name from resourceId, which wins over the event's own (kept beside it); one
+        # event has `annotations` of the wrong type: nowhere to put the name
+        assert cluster in (None, [expected[key]["cluster"]])
         annotations = orjson.loads(e["data"]).get("annotations")
+        own = own_cluster.get(key)
+        if own is not None and own != expected[key]["cluster"] and key not in salvaged:
+            assert annotations[EVENT_CLUSTER_ANNOTATION] == own
         marked = isinstance(annotations, dict) and annotations.get(TRUNCATED_ANNOTATION)
         assert (marked == "true") == (key in salvaged)
 

@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from extractor.deadletter import DeadLetter, QueueOrigin
-from extractor.envelope import CLUSTER_ANNOTATION, AuditEvent, Deduper, split_by_size
+from extractor.envelope import AuditEvent, Deduper, split_by_size, with_fallback_cluster
 from extractor.message import DEFAULT_LIMITS, PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
@@ -399,22 +398,9 @@ class QueueInstance(Source):
                 event, self.common.max_event_size), event.data)
             self._count("dead_lettered.too_large")
         if self.cluster:
-            events = [self._with_cluster(e) if e.cluster is None else e for e in events]
+            events = [with_fallback_cluster(e, self.cluster) if e.cluster is None else e
+                      for e in events]
         return events
-
-    def _with_cluster(self, event: AuditEvent) -> AuditEvent:
-        """The open params' cluster for an event the function could not attribute."""
-        try:
-            doc = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return event
-        annotations = doc.get("annotations") if isinstance(doc, dict) else None
-        if isinstance(doc, dict) and (annotations is None or isinstance(annotations, dict)):
-            doc["annotations"] = {CLUSTER_ANNOTATION: self.cluster, **(annotations or {})}
-            data = orjson.dumps(doc)
-        else:
-            data = event.data
-        return AuditEvent(data, event.timestamp_ns, event.audit_id, event.stage, self.cluster)
 
     def _dead_letter_poisoned(self) -> None:
         """Send each poisoned message's dead letter, then delete it like a consumed one. A
