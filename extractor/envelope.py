@@ -105,7 +105,8 @@ class Batch:
 
 
 class Deduper:
-    """Bounded LRU of event keys.
+    """Bounded LRU of event keys: the one dedupe of every path (the function, each plugin
+    source), `dedupe_window` keys wide; 0 turns it off.
 
     Bounded because it lives as long as the process (Function host, Falco plugin) and must
     catch the ``kube-audit`` / ``kube-audit-admin`` copies and queue redeliveries without
@@ -115,13 +116,15 @@ class Deduper:
     __slots__ = ("_capacity", "_keys")
 
     def __init__(self, capacity: int = DEFAULT_DEDUPE_WINDOW) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be positive")
+        if capacity < 0:
+            raise ValueError("capacity must be 0 (off) or more")
         self._capacity = capacity
         self._keys: OrderedDict[Hashable, None] = OrderedDict()
 
     def seen(self, key: Hashable) -> bool:
         """Record ``key``; return True when it was already in the window."""
+        if not self._capacity:
+            return False
         keys = self._keys
         if key in keys:
             keys.move_to_end(key)

@@ -121,8 +121,8 @@ class IngestSettings:
         if self.rate_limit_events_per_second < 0 or self.rate_limit_burst < 1:
             raise ValueError("rate_limit_events_per_second must be >= 0 (0: no limit) "
                              "and rate_limit_burst >= 1")
-        if self.dedupe_window < 1 or self.storage_retry_total < 0:
-            raise ValueError("DEDUPE_WINDOW must be >= 1 and STORAGE_RETRY_TOTAL >= 0")
+        if self.dedupe_window < 0 or self.storage_retry_total < 0:
+            raise ValueError("DEDUPE_WINDOW must be >= 0 (0: off) and STORAGE_RETRY_TOTAL >= 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:

@@ -35,8 +35,10 @@ def _opt(default: Any, desc: str, **schema: Any) -> Any:
 class Common:
     """Settings every mode shares."""
 
-    rate_limit_events_per_second: float = _opt(
-        100, "Most audit events per second handed to Falco; the excess waits, none is dropped.",
+    rate_limit_events_per_second: float | None = _opt(
+        None, "Most audit events per second handed to Falco; the excess waits, none is "
+        "dropped. Unset: 100 in Event Hub mode (the Go plugin's default), no limit in queue "
+        "mode (the ingest function limits before the queue) and file replay.",
         minimum=0.001,
     )
     rate_limit_burst: int = _opt(200, "Token bucket size of the rate limit.", minimum=1)
@@ -50,7 +52,8 @@ class Common:
         minimum=1024,
     )
     dedupe_window: int = _opt(
-        100_000, "How many recent auditID+stage keys are remembered to drop redeliveries.",
+        100_000, "How many recent (cluster, auditID, stage) keys are remembered to drop "
+        "kube-audit-admin copies and redeliveries; 0 turns dedupe off.",
         minimum=0,
     )
     stats_interval_seconds: float = _opt(
@@ -85,6 +88,9 @@ _CONTAINER = (r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
 
 def _shape(rule: tuple[str, str]) -> dict[str, str]:
     return {"pattern": rule[0], "expect": rule[1]}
+
+
+GO_PLUGIN_RATE = 100.0  # events/s: the Go k8saudit-aks plugin's default, for Event Hub mode
 
 
 @dataclass(frozen=True)

@@ -285,9 +285,11 @@ def test_deduper_window_is_bounded_lru() -> None:
     assert deduper.seen("b") is False
 
 
-def test_deduper_rejects_empty_window() -> None:
+def test_a_window_of_zero_turns_dedupe_off_and_a_negative_one_is_refused() -> None:
+    off = Deduper(0)
+    assert [off.seen(k) for k in "aa"] == [False, False]
     with pytest.raises(ValueError, match="capacity"):
-        Deduper(0)
+        Deduper(-1)
 
 
 def test_dedupe_key_includes_cluster_and_spans_calls_with_a_shared_deduper() -> None:

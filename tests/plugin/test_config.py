@@ -14,6 +14,7 @@ import pytest
 
 from harness import host
 from plugin.k8saudit_aks.config import (
+    GO_PLUGIN_RATE,
     SECRET_KEYS,
     Common,
     ConfigError,
@@ -77,10 +78,13 @@ def test_unknown_keys_are_tolerated() -> None:
 
 
 def test_defaults_without_rate_keys() -> None:
+    """Unset: the mode decides (Event Hub mode: the Go plugin's 100/s; queue mode: no limit,
+    so a default plugin never falls behind a default function)."""
     config = parse_config(json.dumps(seed(rate_limit_events_per_second=...,
                                           rate_limit_burst=...)))
     assert (config.common.rate_limit_events_per_second, config.common.rate_limit_burst) == (
-        100, 200)
+        None, 200)
+    assert GO_PLUGIN_RATE == 100
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -191,7 +195,7 @@ def test_every_secret_key_is_marked() -> None:
 def test_schema_describes_event_hub_keys() -> None:
     props = json.loads(init_schema())["properties"]
     assert props["consumer_group"]["default"] == "$Default"
-    assert props["rate_limit_events_per_second"]["default"] == 100
+    assert "default" not in props["rate_limit_events_per_second"]  # the mode decides
     assert props["rate_limit_burst"]["default"] == 200
     for key in ("event_hub_name", "event_hub_namespace_connection_string",
                 "blob_storage_container_name"):

@@ -27,6 +27,7 @@ from extractor.envelope import AuditEvent
 from extractor.message import pack
 from harness.azurite import Azurite
 from plugin.k8saudit_aks.config import parse_config
+from plugin.k8saudit_aks.sources import queue as queue_source
 from plugin.k8saudit_aks.sources.backoff import Backoff, describe
 from plugin.k8saudit_aks.sources.queue import QueueInstance
 from plugin.sdk import Event, Timeout
@@ -364,3 +365,18 @@ def test_no_message_can_stop_the_source(azurite: Azurite, hostile: list[str], se
     assert counts["received_messages"] == len(texts)
     assert counts["deleted"] == len(texts)
     assert len(pipe.dead_letters()) == lettered
+
+
+def test_a_growing_backlog_is_reported(pipe: Pipeline, open_source: Any,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: a queue filling faster than Falco drains it says so (gauges, a warning, a
+    counter), instead of growing silently."""
+    monkeypatch.setattr(queue_source, "BACKLOG_EVERY_S", 0.2)
+    source = open_source(pipe.config(rate_limit_events_per_second=0.001, rate_limit_burst=1))
+    for i in range(6):  # the function keeps writing; Falco takes one event in all
+        pipe.send(audit_events(1, prefix=f"b{i}"))
+        time.sleep(0.3)
+    assert wait_until(lambda: source.stats.counts["backlog_growing"] >= 1)
+    assert "backlog grew" in caplog.text
+    assert source.stats.gauges["queue_backlog_messages"] >= 4

@@ -40,7 +40,7 @@ from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 from extractor.deadletter import DeadLetter
 from extractor.envelope import AuditEvent, Deduper, parse_documents, split_by_size
 from extractor.ratelimit import TokenBucket
-from plugin.k8saudit_aks.config import Common, EventHubMode
+from plugin.k8saudit_aks.config import GO_PLUGIN_RATE, Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
@@ -216,8 +216,9 @@ class EventHubInstance(Source):
                     "errors"):
             self.stats.add(key, 0)  # the stats line shows them from the start
         self.handover: Handover[_Message] = Handover(
-            bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst))
-        self.deduper = Deduper(max(1, common.dedupe_window))  # in parse_documents
+            bucket=TokenBucket(common.rate_limit_events_per_second or GO_PLUGIN_RATE,
+                               common.rate_limit_burst))
+        self.deduper = Deduper(common.dedupe_window)  # in parse_documents
         self.checkpoints = _Checkpoints()
         self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
         self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)

@@ -51,7 +51,7 @@ class FileInstance(Source):
     def _read(self) -> Iterator[list[AuditEvent]]:
         for file in self.files:
             # One dedupe window a file: a replay of a directory shows every file in full.
-            deduper = Deduper(max(1, self.common.dedupe_window))
+            deduper = Deduper(self.common.dedupe_window)
             try:
                 documents = split_documents(file.read_bytes())
             except OSError as exc:  # one unreadable file does not end the replay

@@ -49,6 +49,7 @@ IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doub
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
 BACKLOG_EVERY_S = 30.0               # queue length and oldest message age, for metrics
+BACKLOG_GROWING_CHECKS = 4           # rises in a row before a warning (2 minutes)
 # Client calls fail fast; retries are ours (Backoff), so they are paced and logged.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5,
                                   "read_timeout": 20}
@@ -100,8 +101,9 @@ class QueueInstance(Source):
         self.stats = Stats(f"queue:{self.queue.account_name}/{mode.queue_name}",
                            common.stats_interval_seconds, self._lock)
         self.handover: Handover[Held] = Handover(
-            bucket=TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst),
-            deduper=Deduper(common.dedupe_window) if common.dedupe_window else None)
+            bucket=(TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
+                    if common.rate_limit_events_per_second else None),
+            deduper=Deduper(common.dedupe_window))
         self.visibility = mode.visibility_timeout_seconds
         self.max_held = 4 * mode.max_messages_per_poll
         # Shared between the threads, under _lock.
@@ -124,12 +126,16 @@ class QueueInstance(Source):
         self._op = "start"
         self._close_deadline = float("inf")
         self._next_backlog = 0.0
+        self._last_backlog = 0
+        self._growth = 0
         self._worker = threading.Thread(target=self._run, name="k8saudit-aks-queue",
                                         daemon=True)
-        log.info("draining queue %s of account %s (visibility %d s, %d messages a poll, "
-                 "rate limit %g/s burst %d)", mode.queue_name, self.queue.account_name,
-                 self.visibility, mode.max_messages_per_poll,
-                 common.rate_limit_events_per_second, common.rate_limit_burst)
+        log.info("draining queue %s of account %s (visibility %d s, %d messages a poll, %s)",
+                 mode.queue_name, self.queue.account_name, self.visibility,
+                 mode.max_messages_per_poll,
+                 f"rate limit {common.rate_limit_events_per_second:g}/s burst "
+                 f"{common.rate_limit_burst}" if common.rate_limit_events_per_second
+                 else "no rate limit")
         self._worker.start()
 
     # --- Falco's thread ------------------------------------------------------------------
@@ -244,6 +250,16 @@ class QueueInstance(Source):
         with self._lock:
             self.stats.gauge("queue_backlog_messages", float(count))
             self.stats.gauge("queue_oldest_message_age_seconds", max(0.0, age))
+        self._growth = self._growth + 1 if count > self._last_backlog > 0 else 0
+        self._last_backlog = count
+        if self._growth >= BACKLOG_GROWING_CHECKS:
+            self._growth = 0
+            self._count("backlog_growing")
+            log.warning("queue %s backlog grew for %.0f s to %d messages (oldest %.0f s): Falco "
+                        "reads slower than the function writes; raise "
+                        "rate_limit_events_per_second (or unset it) or add replicas",
+                        self.mode.queue_name, BACKLOG_GROWING_CHECKS * BACKLOG_EVERY_S, count,
+                        age)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self._wake.wait(seconds):
