@@ -170,10 +170,6 @@ class EventHubMode:
 
 
 MODES: tuple[type[QueueMode] | type[EventHubMode], ...] = (QueueMode, EventHubMode)
-SECRET_KEYS = tuple(
-    f.name for cls in (Common, *MODES) for f in fields(cls) if f.metadata.get("secret")
-)
-
 
 @dataclass(frozen=True)
 class Config:

@@ -7,6 +7,7 @@ Table-driven through `parse_config`, plus a few cases through the built library'
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from harness import host
 from plugin.k8saudit_aks.config import (
     GO_PLUGIN_RATE,
-    SECRET_KEYS,
+    MODES,
     Common,
     ConfigError,
     EventHubMode,
@@ -188,8 +189,9 @@ def test_not_a_json_object(text: str) -> None:
 
 
 def test_every_secret_key_is_marked() -> None:
-    assert {"event_hub_namespace_connection_string",
-            "blob_storage_connection_string"} <= set(SECRET_KEYS)
+    secret = {f.name for cls in (Common, *MODES) for f in fields(cls) if f.metadata.get("secret")}
+    assert secret == {"queue_connection_string", "event_hub_namespace_connection_string",
+                      "blob_storage_connection_string"}
 
 
 def test_schema_describes_event_hub_keys() -> None:

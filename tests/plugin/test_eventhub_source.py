@@ -479,3 +479,25 @@ def test_malformed_connection_string_fails_init_without_the_secret(azurite: Any,
     assert row["init_rc"] == 1
     assert "init_config.event_hub_namespace_connection_string" in row["error"]
     assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_the_patched_sdk_internals_still_exist(azurite: Any, names: dict) -> None:
+    """`_throttle_idle_loop` swaps `_NappingDict` in for a private attribute of
+    azure-eventhub's sync EventProcessor; when an upgrade renames one of these, this fails
+    (instead of the receive loop silently spinning a core again)."""
+    import inspect
+
+    from azure.eventhub._eventprocessor.event_processor import EventProcessor
+
+    init = inspect.getsource(EventProcessor.__init__)
+    assert "self._consumers" in init and "self._lock" in init
+    assert "self._consumers" in inspect.getsource(EventProcessor.start)
+    client_source = inspect.getsource(EventHubConsumerClient)
+    assert "self._event_processors" in client_source
+    hub = FakeHub(("0",))
+    instance = open_instance(azurite, names["checkpoints"], hub)
+    try:
+        wait_for(lambda: any(type(getattr(p, "_consumers", None)) is eventhub._NappingDict
+                             for p in instance.client._event_processors.values()))
+    finally:
+        instance.close()

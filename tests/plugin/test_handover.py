@@ -30,8 +30,9 @@ def test_duplicate_events_are_counted_and_use_no_token() -> None:
 
     assert [e.timestamp_ns for e in got] == [1000, 1002]  # two tokens, two events
     assert handover.counts() == {"delivered": 2, "deduplicated": 1}
-    assert handover.pending == 1  # event 3 waits for a token: nothing is dropped
     assert handover.take() == [] and handover.counts() == {}
+    handover.bucket = frozen_bucket(1, 1)  # a token again: event 3 was waiting, not dropped
+    assert [e.timestamp_ns for e in handover.take()] == [1003]
 
 
 def test_at_most_max_batch_events_in_order() -> None:

@@ -65,11 +65,6 @@ class Handover(Generic[M]):
         self._handed = False      # this call gave Falco events
         self._counts: Counter[str] = Counter()
 
-    @property
-    def pending(self) -> int:
-        """Events added and not taken yet."""
-        return self._pending
-
     def add(self, message: M, events: list[AuditEvent]) -> None:
         """Queue a message's events; a message without events finishes on the next take."""
         self._messages.append((message, events))
