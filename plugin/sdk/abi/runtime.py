@@ -7,6 +7,7 @@ garbage. Each also catches its own exceptions so `get_last_error` says what went
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import traceback
@@ -121,14 +122,33 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
             log.exception("destroy failed")
         alive.pop(py, None)
 
+    def reporting(failure: Any = FAILURE) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """The one error mapping of the callbacks that take the plugin handle first: the
+        callback gets the bound plugin; Timeout and Eof become their return codes, any other
+        exception `failure` with `get_last_error` set."""
+
+        def wrap(callback: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(callback)
+            def entry(py: Any, *args: Any) -> Any:
+                bound: _Bound = ffi.from_handle(py)
+                try:
+                    return callback(bound, *args)
+                except Timeout:
+                    return TIMEOUT
+                except Eof:
+                    return EOF
+                except Exception as exc:
+                    report(bound, exc)
+                    return failure
+
+            return entry
+
+        return wrap
+
     @ffi.def_extern(error=ffi.NULL)
-    def sdkpy_open(py: Any, inst: Any, params: Any) -> Any:
-        bound: _Bound = ffi.from_handle(py)
-        try:
-            instance = bound.plugin.open(ffi.string(params).decode("utf-8", "replace"))
-        except Exception as exc:
-            report(bound, exc)
-            return ffi.NULL
+    @reporting(failure=ffi.NULL)
+    def sdkpy_open(bound: _Bound, inst: Any, params: Any) -> Any:
+        instance = bound.plugin.open(ffi.string(params).decode("utf-8", "replace"))
         bound.plugin.opened = instance
         return handle_of((instance, inst))
 
@@ -142,74 +162,53 @@ def bind(ffi: Any, lib: Any, plugin_ref: str) -> None:
         alive.pop(ipy, None)
 
     @ffi.def_extern(error=FAILURE)
-    def sdkpy_next_batch(py: Any, ipy: Any, inst: Any) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        instance: Instance = ffi.from_handle(ipy)[0]
-        try:
-            events = instance.next_batch()
-            if not events:
-                return TIMEOUT
-            pid = bound.plugin.id
-            blob = b"".join([pack_event(pid, e.data, e.timestamp_ns) for e in events])
-            if lib.sdk_set_batch(inst, blob, len(blob), len(events)) < 0:
-                raise MemoryError("cannot hand the batch to Falco")
-            return SUCCESS
-        except Timeout:
+    @reporting()
+    def sdkpy_next_batch(bound: _Bound, ipy: Any, inst: Any) -> int:
+        events = ffi.from_handle(ipy)[0].next_batch()
+        if not events:
             return TIMEOUT
-        except Eof:
-            return EOF
-        except Exception as exc:
-            return report(bound, exc)
+        pid = bound.plugin.id
+        blob = b"".join([pack_event(pid, e.data, e.timestamp_ns) for e in events])
+        if lib.sdk_set_batch(inst, blob, len(blob), len(events)) < 0:
+            raise MemoryError("cannot hand the batch to Falco")
+        return SUCCESS
 
     @ffi.def_extern(error=FAILURE)
-    def sdkpy_list_open_params(py: Any, st: Any) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        try:
-            data = bound.plugin.list_open_params().encode()
-            lib.sdk_set_open_params(st, data, len(data))
-            return SUCCESS
-        except Exception as exc:
-            return report(bound, exc)
+    @reporting()
+    def sdkpy_list_open_params(bound: _Bound, st: Any) -> int:
+        data = bound.plugin.list_open_params().encode()
+        lib.sdk_set_open_params(st, data, len(data))
+        return SUCCESS
 
     @ffi.def_extern(error=FAILURE)
-    def sdkpy_progress(py: Any, ipy: Any, inst: Any, pct: Any) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        instance: Instance = ffi.from_handle(ipy)[0]
-        try:
-            progress = instance.progress()
-            if progress is None:
-                return FAILURE
-            percent, text = progress
-            pct[0] = max(0, min(10000, round(percent * 100)))
-            data = text.encode()
-            lib.sdk_set_progress(inst, data, len(data))
-            return SUCCESS
-        except Exception as exc:
-            return report(bound, exc)
+    @reporting()
+    def sdkpy_progress(bound: _Bound, ipy: Any, inst: Any, pct: Any) -> int:
+        progress = ffi.from_handle(ipy)[0].progress()
+        if progress is None:
+            return FAILURE
+        percent, text = progress
+        pct[0] = max(0, min(10000, round(percent * 100)))
+        data = text.encode()
+        lib.sdk_set_progress(inst, data, len(data))
+        return SUCCESS
 
     @ffi.def_extern(error=FAILURE)
-    def sdkpy_event_to_string(py: Any, st: Any, data: Any, length: int) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        try:
-            text = bound.plugin.event_to_string(ffi.buffer(data, length)[:]).encode()
-            lib.sdk_set_event_string(st, text, len(text))
-            return SUCCESS
-        except Exception as exc:
-            return report(bound, exc)
+    @reporting()
+    def sdkpy_event_to_string(bound: _Bound, st: Any, data: Any, length: int) -> int:
+        text = bound.plugin.event_to_string(ffi.buffer(data, length)[:]).encode()
+        lib.sdk_set_event_string(st, text, len(text))
+        return SUCCESS
 
     @ffi.def_extern(error=FAILURE)
-    def sdkpy_metrics(py: Any, st: Any) -> int:
-        bound: _Bound = ffi.from_handle(py)
-        try:
-            metrics = list(bound.plugin.metrics())
-            names = b"".join(name.encode() + b"\0" for name, _, _ in metrics)
-            values = ffi.new("double[]", [float(value) for _, value, _ in metrics] or [0.0])
-            gauge = ffi.new("uint8_t[]", [int(kind) for _, _, kind in metrics] or [0])
-            if lib.sdk_set_metrics(st, names, len(names), values, gauge, len(metrics)) < 0:
-                raise MemoryError("cannot hand the metrics to Falco")
-            return SUCCESS
-        except Exception as exc:
-            return report(bound, exc)
+    @reporting()
+    def sdkpy_metrics(bound: _Bound, st: Any) -> int:
+        metrics = list(bound.plugin.metrics())
+        names = b"".join(name.encode() + b"\0" for name, _, _ in metrics)
+        values = ffi.new("double[]", [float(value) for _, value, _ in metrics] or [0.0])
+        gauge = ffi.new("uint8_t[]", [int(kind) for _, _, kind in metrics] or [0])
+        if lib.sdk_set_metrics(st, names, len(names), values, gauge, len(metrics)) < 0:
+            raise MemoryError("cannot hand the metrics to Falco")
+        return SUCCESS
 
     def compile_new_slots(bound: _Bound, n: int) -> None:
         extractor = bound.plugin.extractor
