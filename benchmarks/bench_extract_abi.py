@@ -1,9 +1,9 @@
-"""Field extraction through the built .so, timed by ../shared/tools/extract_bench.c.
+"""Field extraction through the built .so, timed by the C host (`falco_host LIB time`).
 
-extract_bench loads the plugin as libsinsp does and makes one plugin_extract_fields call per
+The C host loads the plugin as libsinsp does and makes one plugin_extract_fields call per
 rule field per event (33 fields of the official rules), with fresh event numbers each pass.
 The baseline is orjson.loads of the same events, measured in this run, interleaved with the
-extract_bench passes; each side keeps its best. The official Go plugin's ratio on this
+timed passes; each side keeps its best. The official Go plugin's ratio on this
 machine type is about 4.6. Also prints file replay throughput (events/s out of next_batch).
 
 Timings on a shared 2-core VM swing by up to 2x between runs; `--callgrind` adds a
@@ -22,25 +22,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import orjson
 
+from harness import host
 from tests import FIXTURES
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 EVENTS = FIXTURES / "audit-events" / "generated.jsonl"
 RULE_FIELDS = FIXTURES / "rules" / "k8s_audit_rule_fields.txt"
-BENCH_SRC = SHARED / "tools" / "extract_bench.c"
-LIB = ROOT / "build" / "libk8saudit-aks.so"
-BENCH = ROOT / "build" / "extract_bench"
-HOST = ROOT / "build" / "falco_host"
+LIB, HOST = host.LIB, host.HOST
 
 
-def build_bench() -> None:
-    if not BENCH.exists() or BENCH.stat().st_mtime < BENCH_SRC.stat().st_mtime:
-        subprocess.run(["cc", "-O2", "-o", str(BENCH), str(BENCH_SRC), "-ldl"], check=True)
+def rule_requests() -> str:
+    """The C host's request file for the rule fields."""
+    keys = [line.strip() for line in RULE_FIELDS.read_text().splitlines() if line.strip()]
+    with tempfile.NamedTemporaryFile("w", suffix=".req", delete=False) as out:
+        out.write(host.request_lines(host.info(LIB)["fields"], keys))
+    return out.name
 
 
 def orjson_ns_per_event(lines: list[bytes], rounds: int) -> float:
@@ -52,9 +50,13 @@ def orjson_ns_per_event(lines: list[bytes], rounds: int) -> float:
     return (time.perf_counter_ns() - start) / (len(lines) * rounds)
 
 
-def extract_ns_per_event(rounds: int) -> tuple[float, str]:
+def timed(requests: str, rounds: int) -> list[str]:
+    return [str(HOST), str(LIB), "time", "", str(EVENTS), requests, str(rounds)]
+
+
+def extract_ns_per_event(requests: str, rounds: int) -> tuple[float, str]:
     out = subprocess.run(
-        [str(BENCH), str(LIB), str(EVENTS), str(RULE_FIELDS), "", str(rounds)],
+        timed(requests, rounds),
         check=True, capture_output=True, text=True,
     ).stdout
     return float(_found(r"ns_per_event=([\d.]+)", out)), out.strip()
@@ -82,16 +84,15 @@ _ORJSON_PASSES = (
 )
 
 
-def instructions_per_event(events: int) -> tuple[float, float]:
+def instructions_per_event(requests: str, events: int) -> tuple[float, float]:
     """(extraction, orjson.loads) instructions per event: 3 passes minus 1 pass, halved."""
     def plugin(passes: int) -> int:
-        return _instructions([str(BENCH), str(LIB), str(EVENTS), str(RULE_FIELDS), "",
-                              str(passes)])
+        return _instructions(timed(requests, passes))
 
     def baseline(passes: int) -> int:
         return _instructions([sys.executable, "-c", _ORJSON_PASSES, str(EVENTS), str(passes)])
 
-    # extract_bench adds a warm-up pass to the ones asked for: 1 vs 3 differ by 2 passes
+    # `time` adds a warm-up pass to the ones asked for: 1 vs 3 differ by 2 passes
     return ((plugin(3) - plugin(1)) / 2 / events, (baseline(3) - baseline(1)) / 2 / events)
 
 
@@ -121,20 +122,20 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true",
                         help="also count instructions under valgrind (about a minute)")
     args = parser.parse_args()
-    build_bench()
+    requests = rule_requests()
     lines = [line for line in EVENTS.read_bytes().splitlines() if line.strip()]
     base, plugin, report = float("inf"), float("inf"), ""
     for _ in range(args.repeat):
         base = min(base, orjson_ns_per_event(lines, args.rounds))
-        ns, out = extract_ns_per_event(args.rounds)
+        ns, out = extract_ns_per_event(requests, args.rounds)
         if ns < plugin:
             plugin, report = ns, out
-    print(f"extract_bench: {report}")
+    print(f"falco_host time: {report}")
     print(f"orjson.loads baseline: {base:.0f} ns/event")
     print(f"k8saudit-aks extraction: {plugin:.0f} ns/event for 33 rule fields, one call each")
     print(f"ratio to orjson.loads: {plugin / base:.2f} (official Go plugin: about 4.6)")
     if args.callgrind and shutil.which("valgrind"):
-        ours, theirs = instructions_per_event(len(lines))
+        ours, theirs = instructions_per_event(requests, len(lines))
         print(f"instructions per event: extraction {ours:,.0f}, orjson.loads {theirs:,.0f}, "
               f"ratio {ours / theirs:.2f}")
     events, rate = replay_events_per_s(args.replay_copies)
