@@ -70,7 +70,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 docs: $(LIB)
-	$(PY) -m extractor.fields --markdown docs/fields.md
+	$(PY) -m extractor.fields_doc --markdown docs/fields.md
 
 clean:
 	rm -rf build

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import orjson
 
-from extractor import fields
+from extractor import compiled, fields
 from plugin.k8saudit_aks import __version__
 from plugin.k8saudit_aks.config import EventHubMode, QueueMode, parse_config
 from plugin.k8saudit_aks.config import init_schema as config_schema
@@ -41,7 +41,7 @@ class AuditExtractor:
 
     @staticmethod
     def compile_all(requests: Sequence[tuple[int, int | str | None]]) -> Callable[[object], list]:
-        return fields.compile_all(requests)
+        return compiled.compile_all(requests)
 
 
 class K8sAuditAksPlugin(Plugin):

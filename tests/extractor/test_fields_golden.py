@@ -17,14 +17,14 @@ import orjson
 import pytest
 
 from extractor.access import to_string
+from extractor.compiled import compile_all
 from extractor.fields import (
     FIELDS,
     ExtractError,
-    compile_all,
     compile_field,
     fields_json,
-    markdown_table,
 )
+from extractor.fields_doc import markdown_table
 from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,9 +136,9 @@ def test_fields_json_is_upstream_field_list() -> None:
 
 def test_docs_table_is_up_to_date() -> None:
     docs = (ROOT / "docs" / "fields.md").read_text()
-    assert markdown_table() in docs, "run: python -m extractor.fields --markdown docs/fields.md"
+    assert markdown_table() in docs, "run: python -m extractor.fields_doc --markdown docs/fields.md"
     printed = subprocess.run(
-        [sys.executable, "-m", "extractor.fields", "--markdown"],
+        [sys.executable, "-m", "extractor.fields_doc", "--markdown"],
         cwd=ROOT,
         capture_output=True,
         text=True,
