@@ -224,9 +224,10 @@ static void *init_plugin(const char *config) {
  * caller), in order. */
 static ss_plugin_event **load_events(const char *path, uint32_t pid, size_t *count) {
 	FILE *ef = fopen(path, "r");
+	*count = 0;
 	if (!ef) return NULL;
-	ss_plugin_event **evts = NULL;
-	size_t n_evts = 0, cap_evts = 0, cap = 0;
+	size_t n_evts = 0, cap_evts = 1, cap = 0;
+	ss_plugin_event **evts = malloc(cap_evts * sizeof *evts); /* non-NULL: read, maybe empty */
 	char *buf = NULL;
 	ssize_t n;
 	while ((n = getline(&buf, &cap, ef)) > 0) {
@@ -241,7 +242,7 @@ static ss_plugin_event **load_events(const char *path, uint32_t pid, size_t *cou
 		memcpy(e + sizeof hdr + 8, &pid, 4);
 		memcpy(e + sizeof hdr + 12, buf, n);
 		if (n_evts == cap_evts) {
-			cap_evts = cap_evts ? cap_evts * 2 : 1024;
+			cap_evts *= 2;
 			evts = realloc(evts, cap_evts * sizeof *evts);
 		}
 		evts[n_evts++] = (ss_plugin_event *)e;
@@ -298,32 +299,16 @@ static int run_extract(int argc, char **argv) {
 	if (!st) return 0;
 	if (load_requests(argv[5], get_fields()) != 0) return 1;
 	int multi = argc > 6 && !strcmp(argv[6], "multi");
-	FILE *ef = fopen(argv[4], "r");
-	if (!ef) return 1;
-	uint32_t pid = ((uint32_t(*)(void))SYM(get_id))();
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	uint64_t evtnum = 0;
-	while ((n = getline(&buf, &cap, ef)) > 0) {
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-		if (n == 0) continue;
-		uint32_t total = sizeof(ss_plugin_event) + 12 + (uint32_t)n;
-		uint8_t *e = malloc(total);
-		ss_plugin_event hdr = {0, UINT64_MAX, total, PPME_PLUGINEVENT_E, 2};
-		uint32_t lens[2] = {4, (uint32_t)n};
-		memcpy(e, &hdr, sizeof hdr);
-		memcpy(e + sizeof hdr, lens, 8);
-		memcpy(e + sizeof hdr + 8, &pid, 4);
-		memcpy(e + sizeof hdr + 12, buf, n);
-		evtnum++;
-		printf("{\"evtnum\": %" PRIu64 ", ", evtnum);
-		extract_and_print(st, (ss_plugin_event *)e, evtnum, multi);
+	size_t n_evts = 0;
+	ss_plugin_event **evts = load_events(argv[4], ((uint32_t(*)(void))SYM(get_id))(), &n_evts);
+	if (!evts) return 1;
+	for (size_t i = 0; i < n_evts; i++) {
+		printf("{\"evtnum\": %zu, ", i + 1);
+		extract_and_print(st, evts[i], i + 1, multi);
 		printf("}\n");
-		free(e);
+		free(evts[i]);
 	}
-	fclose(ef);
-	free(buf);
+	free(evts);
 	destroy(st);
 	return 0;
 }
