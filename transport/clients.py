@@ -9,7 +9,7 @@ configuration. Every client uses text messages with no encoding policy: the wire
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
@@ -34,20 +34,22 @@ def blob_url_from_queue_url(queue_account_url: str) -> str:
 
 def container_client(name: str, *, connection_string: str | None = None,
                      account_url: str | None = None, **options: Any) -> ContainerClient:
-    if connection_string:
-        return ContainerClient.from_connection_string(connection_string, name, **options)
-    if not account_url:
-        raise ValueError("a blob container needs a connection string or an account URL")
-    return ContainerClient(account_url, name, credential=default_credential(), **options)
+    return _client(ContainerClient, "a blob container", name, connection_string, account_url,
+                   options)
 
 
 def queue_client(name: str, *, connection_string: str | None = None,
                  account_url: str | None = None, **options: Any) -> QueueClient:
+    return _client(QueueClient, "a queue", name, connection_string, account_url, options)
+
+
+def _client(cls: Any, what: str, name: str, connection_string: str | None,
+            account_url: str | None, options: dict[str, Any]) -> Any:
     if connection_string:
-        return QueueClient.from_connection_string(connection_string, name, **options)
+        return cls.from_connection_string(connection_string, name, **options)
     if not account_url:
-        raise ValueError("a queue needs a connection string or an account URL")
-    return QueueClient(account_url, name, credential=default_credential(), **options)
+        raise ValueError(f"{what} needs a connection string or an account URL")
+    return cls(account_url, name, credential=default_credential(), **options)
 
 
 class PipelineClients(NamedTuple):
@@ -58,22 +60,37 @@ class PipelineClients(NamedTuple):
     claims: ContainerClient
 
 
-def pipeline_clients(
-    *, queue_name: str, deadletter_queue_name: str, claimcheck_container: str,
-    connection_string: str | None = None, queue_account_url: str | None = None,
-    blob_account_url: str | None = None, queue_options: dict[str, Any] | None = None,
-    blob_options: dict[str, Any] | None = None,
-) -> PipelineClients:
+class StorageSettings(Protocol):
+    """Where the pipeline's storage is: the function's settings and the plugin's queue mode
+    name it alike."""
+
+    @property
+    def queue_name(self) -> str: ...
+    @property
+    def deadletter_queue_name(self) -> str: ...
+    @property
+    def claimcheck_container(self) -> str: ...
+    @property
+    def queue_connection_string(self) -> str | None: ...
+    @property
+    def queue_account_url(self) -> str | None: ...
+    @property
+    def blob_account_url(self) -> str | None: ...
+
+
+def pipeline_clients(settings: StorageSettings, *, queue_options: dict[str, Any],
+                     blob_options: dict[str, Any]) -> PipelineClients:
     """Queue, dead-letter queue and claim-check container of one storage account.
 
     With account URLs, the blob endpoint defaults to the queue account's."""
-    queue_kw = {"connection_string": connection_string, "account_url": queue_account_url,
-                **(queue_options or {})}
-    blob_url = blob_account_url or (queue_account_url and blob_url_from_queue_url(
-        queue_account_url))
+    queue_kw = {"connection_string": settings.queue_connection_string,
+                "account_url": settings.queue_account_url, **queue_options}
+    queue_url = settings.queue_account_url
+    blob_url = settings.blob_account_url or (queue_url and blob_url_from_queue_url(queue_url))
     return PipelineClients(
-        queue_client(queue_name, **queue_kw),
-        queue_client(deadletter_queue_name, **queue_kw),
-        container_client(claimcheck_container, connection_string=connection_string,
-                         account_url=blob_url, **(blob_options or {})),
+        queue_client(settings.queue_name, **queue_kw),
+        queue_client(settings.deadletter_queue_name, **queue_kw),
+        container_client(settings.claimcheck_container,
+                         connection_string=settings.queue_connection_string,
+                         account_url=blob_url, **blob_options),
     )

@@ -91,7 +91,7 @@ class IngestSettings:
     queue_connection_string: str | None = field(
         default=None, metadata={"env": "QUEUE_CONNECTION_STRING"})
     queue_account_url: str | None = field(default=None, metadata={"env": "QUEUE_ACCOUNT_URL"})
-    claimcheck_account_url: str | None = field(
+    blob_account_url: str | None = field(
         default=None, metadata={"env": "CLAIMCHECK_ACCOUNT_URL"})
     queue_name: str = field(default="k8saudit", metadata={"env": "QUEUE_NAME"})
     deadletter_queue_name: str = field(
@@ -202,12 +202,7 @@ class Ingestor:
         created when missing) or account URLs with DefaultAzureCredential (Azure: the
         infrastructure creates them, the identity only sends)."""
         clients = pipeline_clients(
-            queue_name=settings.queue_name,
-            deadletter_queue_name=settings.deadletter_queue_name,
-            claimcheck_container=settings.claimcheck_container,
-            connection_string=settings.queue_connection_string,
-            queue_account_url=settings.queue_account_url,
-            blob_account_url=settings.claimcheck_account_url,
+            settings,
             queue_options={"retry_policy": _retry(QueueRetry, settings.storage_retry_total)},
             blob_options={"retry_policy": _retry(BlobRetry, settings.storage_retry_total)},
         )

@@ -151,7 +151,9 @@ def extract(lib: Path, events: list[dict[str, Any]], tmp: Path) -> list[dict]:
     return host.extract(lib, path, keys(), config="{}")  # upstream refuses an empty config
 
 
-@settings(max_examples=12, deadline=None,
+# Derandomized: the same examples every run, so CI never depends on a lucky draw; a wider
+# search (5,000 events, 1,040,000 answers, 0 differences) is recorded in docs/differences.md.
+@settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(events=st.lists(EVENTS, min_size=20, max_size=40))
@@ -165,6 +167,8 @@ def test_every_field_agrees_with_upstream(events: list[dict[str, Any]], tmp_path
         for key, want in upstream_row["values"].items():
             if key.startswith("ka.sourceips"):  # deliberate: the client addresses
                 want = expected_source_ips(int(key[13:-1]) if "[" in key else None, event)
+                # values cross the plugin API as C strings: they end at a NUL
+                want = [v.split("\0")[0] for v in want] if want else want
             if mine["values"][key] != want:
                 differences.append((json.dumps(event)[:300], key, want, mine["values"][key]))
     assert differences == []

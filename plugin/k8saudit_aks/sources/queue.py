@@ -463,13 +463,4 @@ def _clients(mode: QueueMode) -> tuple[QueueClient, QueueClient, ContainerClient
     """Source queue, dead-letter queue, claim-check container: fail fast, no SDK retries."""
     from transport.clients import pipeline_clients
 
-    return pipeline_clients(
-        queue_name=mode.queue_name,
-        deadletter_queue_name=mode.deadletter_queue_name,
-        claimcheck_container=mode.claimcheck_container,
-        connection_string=mode.queue_connection_string,
-        queue_account_url=mode.queue_account_url,
-        blob_account_url=mode.blob_account_url,
-        queue_options=CLIENT_OPTIONS,
-        blob_options=CLIENT_OPTIONS,
-    )
+    return pipeline_clients(mode, queue_options=CLIENT_OPTIONS, blob_options=CLIENT_OPTIONS)
