@@ -30,7 +30,7 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-$(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py extractor/*.py)
+$(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py plugin/k8saudit_aks/sources/*.py extractor/*.py extractor/*.json transport/*.py)
 	$(PY) -m plugin.build $(LIB)
 
 plugin: $(LIB)

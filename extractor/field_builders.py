@@ -92,11 +92,8 @@ def guarded(extract: Extract) -> Checked:
 
 # --- builders: each mirrors one upstream extraction shape --------------------------------
 
-ANNOTATIONS = ("annotations",)
 SPEC = ("requestObject", "spec")
 CONTAINERS = (*SPEC, "containers")
-INIT_CONTAINERS = (*SPEC, "initContainers")
-EPHEMERAL_CONTAINERS = (*SPEC, "ephemeralContainers")
 
 
 def _lookup(path: tuple[str, ...]) -> Callable[[dict], object]:
@@ -424,15 +421,3 @@ def constant(value: str) -> Build:
         return extract
 
     return build
-
-
-# (is_list, arg_required, arg_index, arg_key) of the field kinds upstream declares
-LIST = (True, False, False, False)
-INDEXED_LIST = (True, False, True, False)
-REQUIRED_KEY = (False, True, False, True)
-
-
-def ka_field(
-    name: str, build: Build, desc: str, shape: tuple[bool, bool, bool, bool] = (False,) * 4
-) -> Field:
-    return Field(name, "string", *shape, desc, build=build)
