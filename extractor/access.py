@@ -8,11 +8,12 @@ text. Helpers are named after their upstream counterparts so both can be read si
 
 from __future__ import annotations
 
+import json.encoder
 import re
 from decimal import Decimal
+from json.encoder import encode_basestring
 
-# CPython's C JSON encoder: the json package exports it, typeshed does not declare it.
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+c_make_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]  # C; not in typeshed
 
 MISSING: object = type("Missing", (), {"__repr__": lambda _self: "MISSING"})()
 """A value that is not in the event: fastjson's nil `*Value`."""
@@ -161,8 +162,8 @@ def _marshal_python(value: object) -> str:
         items = value.items()  # type: ignore[attr-defined]  # __class__-checked
         return "{" + ",".join([quote(k) + ":" + _marshal_python(v) for k, v in items]) + "}"
     if cls is list:
-        # (next line: type checked by __class__ (faster than isinstance))
-        return "[" + ",".join([_marshal_python(v) for v in value]) + "]"  # type: ignore[attr-defined]
+        parts = [_marshal_python(v) for v in value]  # type: ignore[attr-defined]  # __class__-checked
+        return "[" + ",".join(parts) + "]"
     if cls is float:
         return go_float(value)  # type: ignore[arg-type]  # __class__-checked
     return marshal(value)
