@@ -190,8 +190,6 @@ class Ingestor:
         rate = settings.rate_limit_events_per_second
         self.bucket = TokenBucket(rate, settings.rate_limit_burst, clock) if rate > 0 else None
         self.deduper = Deduper(settings.dedupe_window)
-        self.totals: Counter[str] = Counter()
-        self.last: Report | None = None
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             SEND_CONCURRENCY, thread_name_prefix="ingest-send")
@@ -219,14 +217,17 @@ class Ingestor:
             with contextlib.suppress(ResourceExistsError):
                 create()
 
-    def ingest(self, bodies: Sequence[bytes]) -> Report:
+    def ingest(self, bodies: Sequence[bytes], report: Report | None = None) -> Report:
         """Process one Event Hub batch; raise only when storage failed (the host retries).
 
         Bad data costs only its own item (a dead letter), never the batch. A failure that is
         neither the data's nor the storage's (a bug) dead-letters the batch's bodies rather
-        than blocking the partition behind a batch that would fail forever."""
+        than blocking the partition behind a batch that would fail forever.
+
+        `report`, when given, is filled in place: the caller sees the counters of a failed
+        invocation too."""
         started = time.perf_counter()
-        report = Report()
+        report = Report() if report is None else report
         report.counts[BODIES] = len(bodies)
         try:
             try:
@@ -367,9 +368,6 @@ class Ingestor:
 
     def _finish(self, report: Report, started: float) -> None:
         report.elapsed_s = time.perf_counter() - started
-        with self._lock:
-            self.totals.update(report.counts)
-            self.last = report
 
 
 def _too_large(event: AuditEvent) -> Drop:
