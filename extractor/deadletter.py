@@ -64,7 +64,7 @@ class DeadLetter:
         `blob_name`, which must then hold exactly `raw`."""
         letter: dict[str, Any] = {
             "v": VERSION, "id": self.id, "source": self.source, "reason": self.reason,
-            "detail": _text(self.detail[:MAX_DETAIL_CHARS]),
+            "detail": json_safe(self.detail[:MAX_DETAIL_CHARS]),
         }
         if self.origin is not None:
             letter["source_queue"] = self.origin.queue
@@ -80,6 +80,7 @@ class DeadLetter:
         return orjson.dumps(letter).decode("utf-8")
 
 
-def _text(value: str) -> str:
-    """A detail quoting hostile input may hold lone surrogates, which JSON cannot carry."""
+def json_safe(value: str) -> str:
+    """Text that quotes hostile input may hold lone surrogates, which JSON cannot carry:
+    escaped."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from extractor.deadletter import describe
+from extractor.deadletter import describe, json_safe
 from extractor.salvage import Salvaged, salvage
 
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
@@ -186,6 +186,11 @@ def split_by_size(events: Iterable[AuditEvent], max_bytes: int
     return fits, too_large
 
 
+def too_large_detail(audit_id: str, stage: str, size: int, max_bytes: int) -> str:
+    """Why an event was not delivered for its size: a drop's or a dead letter's detail."""
+    return f"event {audit_id!r} {stage!r}: {size} bytes, over the {max_bytes}-byte limit"
+
+
 def split_documents(data: bytes) -> list[bytes]:
     """A whole file as documents: itself when it is one JSON value (Event Hub body, array,
     EventList), else its non-blank lines (storage archive, JSON lines)."""
@@ -202,6 +207,7 @@ def parse_documents(
     categories: Iterable[str] = DEFAULT_CATEGORIES,
     fallback_cluster: str | None = None,
     deduper: Deduper | None = None,
+    max_event_bytes: int | None = None,
 ) -> Batch:
     """Parse and normalize documents into one :class:`Batch`. Never raises on data: each
     item is processed inside its own boundary, and anything unexpected in one becomes an
@@ -209,12 +215,14 @@ def parse_documents(
 
     ``fallback_cluster`` names the cluster of events without a ``resourceId`` (raw files).
     Without ``deduper`` duplicates are only caught within this call; pass a long-lived one
-    to catch them across calls.
+    to catch them across calls. An event whose data exceeds ``max_event_bytes`` is dropped
+    as ``too_large``, its data as the raw item.
     """
     walker = _Walker(
         frozenset(c.lower() for c in categories),
         fallback_cluster.lower() if fallback_cluster else None,
         deduper if deduper is not None else Deduper(),
+        max_event_bytes,
     )
     for document in documents:
         walker.document(document)
@@ -225,12 +233,14 @@ class _Walker:
     """Dispatches input shapes and accumulates the batch."""
 
     __slots__ = ("authoritative", "batch", "categories", "deduper", "fallback_cluster",
-                 "source")
+                 "max_event_bytes", "source")
 
-    def __init__(self, categories: frozenset[str], fallback: str | None, deduper: Deduper):
+    def __init__(self, categories: frozenset[str], fallback: str | None, deduper: Deduper,
+                 max_event_bytes: int | None):
         self.categories = categories
         self.fallback_cluster = fallback
         self.deduper = deduper
+        self.max_event_bytes = max_event_bytes
         self.batch = Batch()
         self.source = b""  # the document being walked: the raw of what cannot be re-dumped
         self.authoritative = False  # the current item's cluster came from its resourceId
@@ -349,8 +359,8 @@ class _Walker:
     def event(self, event: dict[str, Any], cluster: str | None, *, raw: Any,
               marks: dict[str, str] | None = None, omitted: Sequence[str] = (),
               timestamp_ns: int | None = None) -> bool:
-        """Validate, dedupe, annotate and encode one event; True when delivered. ``marks``
-        (salvage) must be written: an event that cannot carry them is not delivered."""
+        """Validate (a salvaged event, which carries ``marks``, is already), dedupe,
+        annotate and encode one event, and check its size; True when delivered."""
         rejection = None if marks is not None else _rejection(event, timed=True)
         if rejection is not None:
             self.drop(*rejection, self.raw(raw))
@@ -364,6 +374,10 @@ class _Walker:
         if "auditID" in omitted or "stage" in omitted:
             self.drop(Reason.MISSING_AUDIT_ID if "auditID" in omitted else Reason.MISSING_STAGE,
                       "auditID or stage cannot be encoded", self.raw(raw))
+            return False
+        if self.max_event_bytes is not None and len(data) > self.max_event_bytes:
+            self.drop(Reason.TOO_LARGE,
+                      too_large_detail(audit_id, stage, len(data), self.max_event_bytes), data)
             return False
         if timestamp_ns is None:
             timestamp_ns = _event_time(event)
@@ -419,7 +433,7 @@ def _encodable(key: str, value: Any) -> bool:
 
 def _names(keys: Sequence[str]) -> str:
     """Member names for an annotation, lone surrogates escaped."""
-    return ",".join(key.encode("utf-8", "backslashreplace").decode("utf-8") for key in keys)
+    return ",".join(json_safe(key) for key in keys)
 
 
 def _annotate(event: dict[str, Any], cluster: tuple[str | None, bool],

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from extractor.envelope import AuditEvent, split_by_size
+from extractor.envelope import AuditEvent
 
 VERSION = 1
 DEFAULT_MAX_MESSAGE_CHARS = 64 * 1024
@@ -128,12 +128,6 @@ class Unpacked:
     count: int
     events: list[AuditEvent] | None
     blob: BlobRef | None
-
-
-def oversized(events: Sequence[AuditEvent], limits: Limits = DEFAULT_LIMITS
-              ) -> tuple[list[AuditEvent], list[AuditEvent]]:
-    """(events that fit a message or claim check, events too large for any)."""
-    return split_by_size(events, limits.max_event_bytes)
 
 
 def pack(

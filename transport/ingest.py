@@ -35,14 +35,13 @@ from extractor.deadletter import DeadLetter, describe
 from extractor.envelope import (
     DEFAULT_CATEGORIES,
     DEFAULT_DEDUPE_WINDOW,
-    DELIVERED,
     AuditEvent,
     Deduper,
     Drop,
     Reason,
     parse_documents,
 )
-from extractor.message import OutgoingMessage, oversized, pack
+from extractor.message import DEFAULT_LIMITS, OutgoingMessage, pack
 from extractor.ratelimit import TokenBucket
 from transport.clients import NO_EXPIRY, pipeline_clients
 from transport.deadletter import send_dead_letter
@@ -253,19 +252,15 @@ class Ingestor:
         counts = report.counts
         with self._lock:
             batch = parse_documents(
-                bodies, categories=self.settings.categories, deduper=self.deduper)
-            fitting, too_large = oversized(batch.events)
-            drops = [*batch.drops, *(_too_large(event) for event in too_large)]
-            events = self._shed(fitting, counts)
+                bodies, categories=self.settings.categories, deduper=self.deduper,
+                max_event_bytes=DEFAULT_LIMITS.max_event_bytes)
+            events = self._shed(batch.events, counts)
             messages = pack(events)
             delays = [self._delay(message.count, counts) for message in messages]
             tokens = len(events)  # what _shed granted or _delay reserved, with a bucket
         counts.update(batch.counts)
-        if too_large:
-            counts[DELIVERED] -= len(too_large)
-            counts[Reason.TOO_LARGE] += len(too_large)
         try:
-            self._send_all(messages, delays, drops, report)
+            self._send_all(messages, delays, batch.drops, report)
         except BaseException:
             # The host retries the batch, which takes its tokens again: give them back, or
             # every failed attempt during an outage would add to the debt (and the delays)
@@ -368,12 +363,6 @@ class Ingestor:
 
     def _finish(self, report: Report, started: float) -> None:
         report.elapsed_s = time.perf_counter() - started
-
-
-def _too_large(event: AuditEvent) -> Drop:
-    return Drop(Reason.TOO_LARGE, f"event {event.audit_id!r} {event.stage!r}: "
-                f"{len(event.data)} bytes, larger than any queue message or claim check",
-                event.data)
 
 
 def _retry(policy: type, total: int) -> Any:

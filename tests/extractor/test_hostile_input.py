@@ -206,3 +206,15 @@ def test_parsing_is_deterministic_and_idempotent_on_its_output(documents: list[b
     again = parse_documents([e.data for e in first.events])
     assert Counter(e.audit_id for e in again.events) <= Counter(
         e.audit_id for e in first.events)
+
+
+def test_an_event_over_the_size_bound_is_dropped_with_its_data() -> None:
+    """One bound for every parsing path (function, Event Hub source, file replay)."""
+    big = record(HEAD + '"requestObject":{"x":"' + "y" * 500 + '"},' + TIME + "}")
+    batch = parse_documents([body(big)], max_event_bytes=400)
+    check_invariants(batch)
+    assert [e.audit_id for e in batch.events] == ["before", "after"]
+    (drop,) = batch.drops
+    assert drop.reason == Reason.TOO_LARGE
+    assert drop.detail.endswith("bytes, over the 400-byte limit")
+    assert orjson.loads(drop.raw or b"")["auditID"] == "h"

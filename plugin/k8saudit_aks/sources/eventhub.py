@@ -38,12 +38,12 @@ from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from extractor.deadletter import DeadLetter
-from extractor.envelope import AuditEvent, Deduper, parse_documents, split_by_size
+from extractor.envelope import AuditEvent, Deduper, parse_documents
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import GO_PLUGIN_RATE, Common, EventHubMode
 from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff, describe
-from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
 from plugin.sdk import Event, PluginError
 from transport.clients import container_client, default_credential
@@ -311,20 +311,19 @@ class EventHubInstance(Source):
                     self._contact()
 
     def _parse(self, partition: PartitionContext, event: EventData) -> _Message:
-        batch = parse_documents([_body_or_empty(event)], categories=self.common.accepted_categories,
+        batch = parse_documents([_body_or_empty(event)],
+                                categories=self.common.accepted_categories,
+                                max_event_bytes=self.common.max_event_size,
                                 fallback_cluster=self.cluster, deduper=self.deduper)
         where = f"partition {partition.partition_id} seq {event.sequence_number}"
         with self._lock:
             self.stats.add("messages")
             self.stats.parsed(batch, where)
-        events, too_large = split_by_size(batch.events, self.common.max_event_size)
-        letters = [DeadLetter("plugin", str(drop.reason), f"{where}: {drop.detail}", drop.raw)
-                   for drop in batch.drops if drop.raw is not None]
-        letters += [DeadLetter("plugin", "too_large", too_large_detail(
-            e, self.common.max_event_size), e.data) for e in too_large]
-        for letter in letters:  # before the message can be checkpointed
-            self._dead_letter(letter)
-        return _Message(partition, event, events)
+        for drop in batch.drops:  # before the message can be checkpointed
+            if drop.raw is not None:
+                self._dead_letter(DeadLetter("plugin", str(drop.reason),
+                                             f"{where}: {drop.detail}", drop.raw))
+        return _Message(partition, event, batch.events)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         """Store one dead letter, retrying storage failures while open: the partition

@@ -3,7 +3,7 @@
 Everything a file holds goes through the same envelope code as the ingest function, so a
 replay shows exactly what the live pipeline would deliver. Unreadable records are skipped
 and counted, never fatal; the capture ends with EOF. Events are handed to Falco as the live
-sources hand them (`handover.py`): at most 256 a batch, oversized ones skipped and counted,
+sources hand them (`handover.py`): at most 256 a batch, oversized ones logged and counted,
 an event without a known time stamped with the current time.
 """
 
@@ -13,15 +13,9 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from extractor.envelope import (
-    AuditEvent,
-    Deduper,
-    parse_documents,
-    split_by_size,
-    split_documents,
-)
+from extractor.envelope import AuditEvent, Deduper, parse_documents, split_documents
 from plugin.k8saudit_aks.config import Common
-from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
 from plugin.sdk import Eof, Event, PluginError
 
@@ -63,16 +57,12 @@ class FileInstance(Source):
                     documents[start:start + BATCH_DOCUMENTS],
                     categories=self.common.accepted_categories,
                     deduper=deduper,
+                    max_event_bytes=self.common.max_event_size,
                 )
                 where = f"{file} (documents {start + 1}-{start + BATCH_DOCUMENTS})"
-                self.stats.parsed(batch, where)
-                events, too_large = split_by_size(batch.events, self.common.max_event_size)
-                for event in too_large:  # the file keeps it: a log line is its dead letter
-                    log.warning("%s: skipped (too_large): %s", where,
-                                too_large_detail(event, self.common.max_event_size))
-                    self.stats.skipped("too_large")
-                if events:
-                    yield events
+                self.stats.parsed(batch, where)  # the file keeps a drop: a log line is its letter
+                if batch.events:
+                    yield batch.events
             self.done_files += 1
 
     def next_batch(self) -> Sequence[Event]:

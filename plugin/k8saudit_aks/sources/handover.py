@@ -45,12 +45,6 @@ def falco_event(event: AuditEvent, now_ns: int) -> Event:
     return Event(event.data, event.timestamp_ns or now_ns)
 
 
-def too_large_detail(event: AuditEvent, max_event_size: int) -> str:
-    """Why an event was not handed over: the dead letter's (or log line's) detail."""
-    return (f"event {event.audit_id!r} {event.stage!r}: {len(event.data)} bytes, over "
-            f"max_event_size {max_event_size}")
-
-
 class Handover(Generic[M]):
     def __init__(self, *, bucket: TokenBucket | None = None, deduper: Deduper | None = None,
                  max_batch: int = MAX_BATCH) -> None:

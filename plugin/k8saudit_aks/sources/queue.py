@@ -31,12 +31,18 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from extractor.deadletter import DeadLetter, QueueOrigin
-from extractor.envelope import AuditEvent, Deduper, split_by_size, with_fallback_cluster
+from extractor.envelope import (
+    AuditEvent,
+    Deduper,
+    split_by_size,
+    too_large_detail,
+    with_fallback_cluster,
+)
 from extractor.message import DEFAULT_LIMITS, PoisonMessage, unpack, unpack_blob
 from extractor.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import Common, QueueMode
 from plugin.k8saudit_aks.sources.backoff import Backoff, describe
-from plugin.k8saudit_aks.sources.handover import Handover, too_large_detail
+from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
 from plugin.sdk import Event, PluginError
 from transport.deadletter import send_dead_letter
@@ -411,7 +417,8 @@ class QueueInstance(Source):
         for event in too_large:  # before the message can be deleted
             self._op = "dead-letter"
             self._send_dead_letter(held, "too_large", too_large_detail(
-                event, self.common.max_event_size), event.data)
+                event.audit_id, event.stage, len(event.data), self.common.max_event_size),
+                event.data)
             self._count("dead_lettered.too_large")
         if self.cluster:
             events = [with_fallback_cluster(e, self.cluster) if e.cluster is None else e
