@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.host import LIB
+from harness.host import LIB, ROOT
 
 INSTALLED_JSON_PLUGIN = Path("/usr/share/falco/plugins/libjson.so")
 INSTALLED_RULES = Path("/etc/falco/k8s_audit_rules.yaml")
@@ -33,6 +33,11 @@ INSTALLED_RULES = Path("/etc/falco/k8s_audit_rules.yaml")
 # outputs do not, and one Event Hub carries many clusters.
 WITH_CLUSTER: dict[str, Any] = {"append_output": [
     {"match": {"source": "k8s_audit"}, "extra_fields": ["ka.cluster.name"]}]}
+# The AKS rules this repository ships, and the setting they need (docs/aks-rules.md): every
+# matching rule alerts, since the official "Disallowed K8s User" comes first and matches
+# most events. The Helm values and `make run` use both.
+AKS_RULES = ROOT / "rules" / "aks_audit_rules.yaml"
+WITH_AKS_RULES: dict[str, Any] = {"rule_matching": "all", **WITH_CLUSTER}
 
 
 def find_falco() -> Path | None:
@@ -137,6 +142,23 @@ def run(falco: Path, plugin: PluginSpec, rules: Sequence[Path], *,
         result.stderr = "".join(errors)
         result.seconds = time.monotonic() - started
     return result
+
+
+def validate(falco: Path, rules: Sequence[Path]) -> list[dict[str, Any]]:
+    """Falco's own check of rules files, loaded in order with this plugin and the json
+    plugin: one result per file (`successful`, `errors`, `warnings`, `schema_warnings`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "falco.yaml"
+        path.write_text(json.dumps(config(falco, PluginSpec(), rules)))
+        args = [str(falco), "-c", str(path), "--disable-source=syscall"]
+        for rule_file in rules:
+            args += ["-V", str(rule_file)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), None)
+    if line is None:
+        raise RuntimeError(f"falco -V printed no result ({proc.returncode}): {proc.stderr}")
+    results: list[dict[str, Any]] = json.loads(line)["falco_load_results"]
+    return results
 
 
 _EOF = object()

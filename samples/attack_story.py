@@ -31,12 +31,16 @@ SUBSCRIPTION = "0B7E1F3C-1111-4C1E-9A6E-7F2D1C0A9B01"
 CLUSTERS = {"aks-prod-weu": "RG-PROD", "aks-dev-01": "RG-DEV"}
 CI = "system:serviceaccount:prod:ci-deployer"
 AKS_LOG_LIMIT = 16 * 1024  # where AKS cuts properties.log (Azure/AKS#4635)
+Step = tuple[str, dict[str, Any], int | None]  # (cluster, audit event, cut at this many bytes)
 
 
-def _event(step: int, *, user: str, verb: str, uri: str, resource: str, name: str = "",
-           namespace: str = "", subresource: str = "", code: int = 200,
-           stage: str = "ResponseComplete", request: Any = None, groups: Any = None,
-           decision: str = "allow") -> dict[str, Any]:
+def audit_event(step: int, *, user: str, verb: str, uri: str, resource: str, name: str = "",
+                namespace: str = "", subresource: str = "", code: int = 200,
+                stage: str = "ResponseComplete", request: Any = None, groups: Any = None,
+                decision: str = "allow", reason: str = "", response: Any = None,
+                source_ip: str = "203.0.113.66",
+                user_agent: str = "kubectl/v1.30.4 (linux/amd64)") -> dict[str, Any]:
+    """One audit event as the API server writes it, `step` spacing it in time (7 s a step)."""
     when = START + timedelta(seconds=7 * step)
     ref: dict[str, Any] = {"resource": resource, "apiVersion": "v1"}
     ref |= {k: v for k, v in (("namespace", namespace), ("name", name),
@@ -46,20 +50,22 @@ def _event(step: int, *, user: str, verb: str, uri: str, resource: str, name: st
         "auditID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"attack-story/{step}")),
         "stage": stage, "requestURI": uri, "verb": verb,
         "user": {"username": user, "groups": groups or ["system:authenticated"]},
-        "sourceIPs": ["203.0.113.66"], "userAgent": "kubectl/v1.30.4 (linux/amd64)",
+        "sourceIPs": [source_ip], "userAgent": user_agent,
         "objectRef": ref, "responseStatus": {"metadata": {}, "code": code},
     }
     if request is not None:
         event["requestObject"] = request
+    if response is not None:
+        event["responseObject"] = response
     stamp = when.strftime("%Y-%m-%dT%H:%M:%S")
     event["requestReceivedTimestamp"] = f"{stamp}.100000Z"
     event["stageTimestamp"] = f"{stamp}.180000Z"
     event["annotations"] = {"authorization.k8s.io/decision": decision,
-                            "authorization.k8s.io/reason": ""}
+                            "authorization.k8s.io/reason": reason}
     return event
 
 
-def _record(cluster: str, category: str, log: str, step: int) -> dict[str, Any]:
+def aks_record(cluster: str, category: str, log: str, step: int) -> dict[str, Any]:
     rid = (f"/SUBSCRIPTIONS/{SUBSCRIPTION}/RESOURCEGROUPS/{CLUSTERS[cluster]}/PROVIDERS/"
            f"MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster.upper()}")
     return {"operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
@@ -73,7 +79,7 @@ def _pod(name: str, **spec: Any) -> dict[str, Any]:
             "metadata": {"name": name, "namespace": "prod"}, "spec": spec}
 
 
-def steps() -> list[tuple[str, dict[str, Any], int | None]]:
+def steps() -> list[Step]:
     """(cluster, audit event, cut at this many bytes or None), in story order."""
     creds = {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
              "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -81,15 +87,15 @@ def steps() -> list[tuple[str, dict[str, Any], int | None]]:
     noise = base64.b64encode(random.Random(7).randbytes(90_000)).decode()
     big = {"bundle.pem": f"-----BEGIN CERTIFICATE-----\n{noise}\n-----END CERTIFICATE-----"}
     return [
-        ("aks-prod-weu", _event(1, user="system:anonymous", groups=["system:unauthenticated"],
+        ("aks-prod-weu", audit_event(1, user="system:anonymous", groups=["system:unauthenticated"],
                                 verb="get", uri="/api/v1/namespaces/kube-system/secrets",
                                 resource="secrets", namespace="kube-system"), None),
-        ("aks-prod-weu", _event(2, user=CI, verb="create", stage="ResponseStarted", code=101,
+        ("aks-prod-weu", audit_event(2, user=CI, verb="create", stage="ResponseStarted", code=101,
                                 uri="/api/v1/namespaces/prod/pods/payments-7d9f/exec?command=sh"
                                     "&container=app&stdin=true&stdout=true&tty=true",
                                 resource="pods", namespace="prod", name="payments-7d9f",
                                 subresource="exec"), None),
-        ("aks-prod-weu", _event(3, user=CI, verb="create", code=201, resource="pods",
+        ("aks-prod-weu", audit_event(3, user=CI, verb="create", code=201, resource="pods",
                                 uri="/api/v1/namespaces/prod/pods", namespace="prod",
                                 name="node-debugger",
                                 request=_pod("node-debugger", hostPID=True, containers=[{
@@ -98,7 +104,7 @@ def steps() -> list[tuple[str, dict[str, Any], int | None]]:
                                     "volumeMounts": [{"name": "host", "mountPath": "/host"}]}],
                                     volumes=[{"name": "host", "hostPath": {"path": "/"}}])),
          None),
-        ("aks-prod-weu", _event(4, user=CI, verb="create", code=201,
+        ("aks-prod-weu", audit_event(4, user=CI, verb="create", code=201,
                                 resource="clusterrolebindings", name="ci-deployer-admin",
                                 uri="/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
                                 request={"kind": "ClusterRoleBinding",
@@ -109,26 +115,26 @@ def steps() -> list[tuple[str, dict[str, Any], int | None]]:
                                          "subjects": [{"kind": "ServiceAccount",
                                                        "name": "ci-deployer",
                                                        "namespace": "prod"}]}), None),
-        ("aks-prod-weu", _event(5, user=CI, verb="get", resource="secrets",
+        ("aks-prod-weu", audit_event(5, user=CI, verb="get", resource="secrets",
                                 namespace="kube-system", name="azure-cloud-provider",
                                 uri="/api/v1/namespaces/kube-system/secrets/"
                                     "azure-cloud-provider"), None),
-        ("aks-prod-weu", _event(6, user=CI, verb="create", code=201, resource="configmaps",
+        ("aks-prod-weu", audit_event(6, user=CI, verb="create", code=201, resource="configmaps",
                                 namespace="prod", name="backup-settings",
                                 uri="/api/v1/namespaces/prod/configmaps",
                                 request={"kind": "ConfigMap",
                                          "metadata": {"name": "backup-settings"},
                                          "data": creds}), None),
-        ("aks-dev-01", _event(7, user="mallory@contoso.com", verb="create", code=201,
+        ("aks-dev-01", audit_event(7, user="mallory@contoso.com", verb="create", code=201,
                               resource="deployments", namespace="default", name="miner",
                               uri="/apis/apps/v1/namespaces/default/deployments"), None),
-        ("aks-dev-01", _event(8, user=CI, verb="create", stage="ResponseStarted", code=101,
+        ("aks-dev-01", audit_event(8, user=CI, verb="create", stage="ResponseStarted", code=101,
                               uri="/api/v1/namespaces/default/pods/web-5c7/exec?command=bash"
                                   "&container=web&stdin=true&tty=true",
                               resource="pods", namespace="default", name="web-5c7",
                               subresource="exec",
                               request={"padding": "x" * 20_000}), AKS_LOG_LIMIT),
-        ("aks-dev-01", _event(9, user=CI, verb="create", code=201, resource="configmaps",
+        ("aks-dev-01", audit_event(9, user=CI, verb="create", code=201, resource="configmaps",
                               namespace="default", name="legacy-bundle",
                               uri="/api/v1/namespaces/default/configmaps",
                               request={"kind": "ConfigMap",
@@ -137,15 +143,17 @@ def steps() -> list[tuple[str, dict[str, Any], int | None]]:
     ]
 
 
-def bodies() -> list[bytes]:
-    """One Event Hub body per step; writes also carry their kube-audit-admin copy."""
+
+def bodies(items: list[Step] | None = None) -> list[bytes]:
+    """One Event Hub body per step (the story's unless `items` are given); writes also carry
+    their kube-audit-admin copy, as AKS sends both categories when both are enabled."""
     out = []
-    for step, (cluster, event, cut) in enumerate(steps(), start=1):
+    for step, (cluster, event, cut) in enumerate(steps() if items is None else items, start=1):
         log = json.dumps(event, separators=(",", ":"))
         log = log[:cut] if cut else log
-        records = [_record(cluster, "kube-audit", log, step)]
+        records = [aks_record(cluster, "kube-audit", log, step)]
         if event["verb"] not in ("get", "list", "watch"):
-            records.append(_record(cluster, "kube-audit-admin", log, step))
+            records.append(aks_record(cluster, "kube-audit-admin", log, step))
         out.append(json.dumps({"records": records}, separators=(",", ":")).encode())
     return out
 
