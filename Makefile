@@ -35,14 +35,19 @@ $(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi
 
 plugin: $(LIB)
 
-# The install layout (docs/install.md): the .so and k8saudit-aks/ beside it, nothing else.
+# The install layout (docs/install.md), rooted at /: the .so and k8saudit-aks/ beside it in
+# Falco's plugin directory, the AKS rules file in /usr/share/falco/rules (outside /etc/falco,
+# which the Helm chart mounts over).
 DIST := build/dist
+PLUGINS_DIR := $(DIST)/usr/share/falco/plugins
+RULES_DIR := $(DIST)/usr/share/falco/rules
 dist: $(VENV)/.installed
-	rm -rf $(DIST) && mkdir -p $(DIST)/k8saudit-aks
-	$(PY) -m pip install --quiet --disable-pip-version-check --target $(DIST)/k8saudit-aks -r plugin/requirements.txt
-	cp -r extractor plugin transport $(DIST)/k8saudit-aks/
+	rm -rf $(DIST) && mkdir -p $(PLUGINS_DIR)/k8saudit-aks $(RULES_DIR)
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(PLUGINS_DIR)/k8saudit-aks -r plugin/requirements.txt
+	cp -r extractor plugin transport $(PLUGINS_DIR)/k8saudit-aks/
 	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
-	$(PY) -m plugin.build $(DIST)/libk8saudit-aks.so --standalone
+	$(PY) -m plugin.build $(PLUGINS_DIR)/libk8saudit-aks.so --standalone
+	cp rules/aks_audit_rules.yaml $(RULES_DIR)/
 
 $(HOST): harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build

@@ -13,6 +13,10 @@ cluster-admin, and read secrets; a ConfigMap holding cloud credentials.
 aks-dev-01: a user outside the allowed list deploys; an exec whose log AKS cut short
 (delivered marked `k8saudit-aks/truncated`); a ConfigMap with credentials too large for a
 queue message (a claim check).
+Then what only the AKS rules (rules/aks_audit_rules.yaml) see: the shared local admin
+certificate lists every secret of aks-prod-weu; `az aks command invoke` starts its pod on
+aks-dev-01; the stolen CI token mints a workload identity token for the payments service
+account, exchangeable for its Azure identity.
 """
 
 from __future__ import annotations
@@ -140,6 +144,28 @@ def steps() -> list[Step]:
                               request={"kind": "ConfigMap",
                                        "metadata": {"name": "legacy-bundle"},
                                        "data": {**big, **creds}}), None),
+        ("aks-prod-weu", audit_event(10, user="masterclient",
+                                     groups=["system:masters", "system:authenticated"],
+                                     verb="list", resource="secrets", uri="/api/v1/secrets"),
+         None),
+        ("aks-dev-01", audit_event(11, user="aksService",
+                                   groups=["system:masters", "system:authenticated"],
+                                   verb="create", code=201, resource="pods",
+                                   namespace="aks-command",
+                                   name="command-0be71db980254f398cdecce07419fbed",
+                                   uri="/api/v1/namespaces/aks-command/pods",
+                                   source_ip="172.31.30.22", user_agent="Go-http-client/2.0"),
+         None),
+        ("aks-prod-weu", audit_event(12, user=CI, verb="create", code=201,
+                                     resource="serviceaccounts", namespace="prod",
+                                     name="payments-wi", subresource="token",
+                                     uri="/api/v1/namespaces/prod/serviceaccounts/payments-wi/"
+                                         "token",
+                                     request={"kind": "TokenRequest",
+                                              "apiVersion": "authentication.k8s.io/v1",
+                                              "spec": {"audiences":
+                                                       ["api://AzureADTokenExchange"]}}),
+         None),
     ]
 
 

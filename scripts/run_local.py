@@ -2,8 +2,9 @@
 
 AKS Event Hub capture (samples/: normal traffic and an attack story over two clusters) ->
 the ingest function's own entry point, called with real `azure.functions.EventHubEvent`
-objects -> Storage Queue on Azurite -> real Falco with the built plugin, the json plugin
-and the official rules, printing its alerts as a table, when Falco is found (`FALCO_BIN`,
+objects -> Storage Queue on Azurite -> real Falco with the built plugin, the json plugin,
+the official rules and the AKS rules (`rule_matching: all`, as the Helm values load them),
+printing its alerts as a table, when Falco is found (`FALCO_BIN`,
 else `falco` on PATH; `FALCO=0` declines it). Without Falco, the built plugin is driven
 through its C ABI as Falco drives it (build/falco_host) and every event is printed.
 """
@@ -82,7 +83,7 @@ def drain_with_host(config: str) -> None:
     print(f"\n{sum(1 for r in rows if 'values' in r)} audit events reached the plugin.")
 
 
-def run_falco(binary: Path, azurite: Azurite, config: str, rules: Path) -> None:
+def run_falco(binary: Path, azurite: Azurite, config: str, rules: list[Path]) -> None:
     """Real Falco with this plugin (queue mode), the json plugin and the rules, until the
     queue is drained; then its alerts as a table."""
     queue = QueueClient.from_connection_string(azurite.connection_string, NAMES["QUEUE_NAME"])
@@ -90,9 +91,9 @@ def run_falco(binary: Path, azurite: Azurite, config: str, rules: Path) -> None:
     def drained(_: falco.FalcoRun) -> bool:
         return queue.get_queue_properties().approximate_message_count == 0
 
-    print(f"Falco {binary} with {host.LIB.name} and {rules}")
-    result = falco.run(binary, falco.PluginSpec(init_config=json.loads(config)), [rules],
-                       seconds=FALCO_SECONDS, until=drained, extra=falco.WITH_CLUSTER)
+    print(f"Falco {binary} with {host.LIB.name} and {', '.join(map(str, rules))}")
+    result = falco.run(binary, falco.PluginSpec(init_config=json.loads(config)), rules,
+                       seconds=FALCO_SECONDS, until=drained, extra=falco.WITH_AKS_RULES)
     if result.returncode not in (0, None):
         sys.exit(f"falco failed ({result.returncode}):\n{result.stderr[-3000:]}")
     print(alerts_table(result.alerts))
@@ -133,7 +134,7 @@ def main() -> None:
         ingest(azurite, args.sample or SAMPLES)
         config = plugin_config(azurite)
         if binary is not None and args.rules is not None:
-            run_falco(binary, azurite, config, args.rules)
+            run_falco(binary, azurite, config, [args.rules, falco.AKS_RULES])
         else:
             drain_with_host(config)
             print("No Falco found: the C host above drove the plugin as Falco would. For "

@@ -6,8 +6,9 @@ not just fields.
   it sits beside Falco, as ../shared/tools/falco/setup.sh lays it out);
 - queue mode end to end: AKS Event Hub bodies (normal traffic and the attack story of
   samples/) through the ingest function's entry point into Azurite, Falco draining the
-  queue: the same alerts as a file replay of the same bodies, each story step's alert
-  (a truncated event and a claim-checked one among them), nothing left in the queue;
+  queue with the official and the AKS rules as the Helm values load them: the same alerts
+  as a file replay of the same bodies, each story step's alert (a truncated event and a
+  claim-checked one among them), nothing left in the queue;
 - Event Hub mode: the Go plugin's configuration loads, and says the hub is unreachable;
 - plugin metrics in Falco's metrics output (skipped on Falco builds that compile metrics
   collection out).
@@ -30,6 +31,7 @@ from tests.e2e.support import Pipeline
 from tests.function.test_ingest_function import App, hub_events
 
 RULES = [FIXTURES / "rules" / "k8s_audit_rules.yaml"]
+SHIPPED_RULES = [*RULES, runner.AKS_RULES]  # as the Helm values load them
 TRACES = FIXTURES / "audit-events" / "falco-traces"
 PINNED = FIXTURES / "falco" / "falco-traces.k8saudit-0.18.0.alerts.jsonl"
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "eventhub-bodies.jsonl"
@@ -68,6 +70,10 @@ STORY_ALERTS = [  # (rule, a field of the alert that says which step)
     ("Attach/Exec Pod", "ka.target.name", "web-5c7"),  # its log was cut by AKS
     ("Create/Modify Configmap With Private Credentials", "ka.req.configmap.name",
      "legacy-bundle"),  # 120 KB that does not compress: a claim check
+    ("AKS Audit Event Truncated", "ka.target.name", "web-5c7"),
+    ("AKS Local Account Used", "ka.user.name", "masterclient"),
+    ("AKS Run Command Used", "ka.cluster.name", "aks-dev-01"),
+    ("AKS Workload Identity Token Requested", "ka.target.name", "payments-wi"),
 ]
 
 
@@ -76,16 +82,16 @@ def test_queue_mode_end_to_end(falco: Path, azurite: Azurite, names: dict[str, s
     bodies = [b for b in SAMPLE.read_bytes().splitlines() if b.strip()] + attack_story.bodies()
     replay_file = tmp_path / "bodies.jsonl"
     replay_file.write_bytes(b"\n".join(bodies))
-    replay = runner.run(falco, runner.PluginSpec(open_params=f"file://{replay_file}"), RULES,
-                        extra=runner.WITH_CLUSTER)
+    replay = runner.run(falco, runner.PluginSpec(open_params=f"file://{replay_file}"),
+                        SHIPPED_RULES, extra=runner.WITH_AKS_RULES)
     assert replay.returncode == 0, replay.stderr[-2000:]
 
     app = App(azurite, names, monkeypatch)
     app(hub_events(bodies))
     pipe = Pipeline(azurite, names)
     assert pipe.blob_names()  # the large ConfigMap went to a claim check
-    live = runner.run(falco, runner.PluginSpec(init_config=json.loads(pipe.config())), RULES,
-                      seconds=120, extra=runner.WITH_CLUSTER,
+    live = runner.run(falco, runner.PluginSpec(init_config=json.loads(pipe.config())),
+                      SHIPPED_RULES, seconds=120, extra=runner.WITH_AKS_RULES,
                       until=lambda _: pipe.messages_left() == 0)
 
     assert live.returncode == 0, live.stderr[-2000:]

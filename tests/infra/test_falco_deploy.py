@@ -44,6 +44,13 @@ def test_rules_from_falcoctl_plugins_from_the_image(values):
     assert "/etc/falco/k8s_audit_rules.yaml" in values["falco"]["rules_files"]
 
 
+def test_aks_rules_after_the_official_ones_with_every_match_alerting(values):
+    assert values["falco"]["rules_files"] == [
+        "/etc/falco/k8s_audit_rules.yaml", "/usr/share/falco/rules/aks_audit_rules.yaml",
+        "/etc/falco/rules.d"]
+    assert values["falco"]["rule_matching"] == "all"
+
+
 def test_plugins_and_init_config(values):
     falco = values["falco"]
     assert falco["load_plugins"] == ["k8saudit-aks", "json"]
@@ -78,7 +85,8 @@ def test_dockerfile_install_layout():
     assert "FROM falcosecurity/falco:${FALCO_VERSION}-debian" in text
     assert "libpython3.11" in text
     assert "RUN make dist" in text  # the layout tests/plugin/test_install_layout.py checks
-    assert "COPY --from=build /src/build/dist/ /usr/share/falco/plugins/" in text
+    assert "COPY --from=build /src/build/dist/ /\n" in text  # rooted at /
+    assert "COPY rules/ rules/" in text
     makefile = (FALCO.parents[1] / "Makefile").read_text()
-    assert f"--target $(DIST)/{build.INSTALL_DIR}" in makefile
+    assert f"--target $(PLUGINS_DIR)/{build.INSTALL_DIR}" in makefile
     assert "libjson.so" in text
