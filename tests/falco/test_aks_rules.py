@@ -25,7 +25,7 @@ WITH_AUDIT_ID = {"append_output": [{"match": {"source": "k8s_audit"},
 
 
 def aks_rule_names() -> list[str]:
-    return re.findall(r"^- rule: (.+)$", runner.AKS_RULES.read_text(), re.MULTILINE)
+    return list(rule_blocks())
 
 
 def fired(falco: Path, tmp_path: Path, items: list[attack_story.Step],
@@ -47,6 +47,29 @@ def test_the_rules_load_after_the_official_ones_with_no_warning(falco: Path) -> 
     assert [r["successful"] for r in results] == [True, True]
     assert [(r["errors"], r["warnings"], r["schema_warnings"]) for r in results] == \
         [([], [], [])] * 2
+
+
+def rule_blocks() -> dict[str, str]:
+    """Each rule's YAML text, by name."""
+    text = runner.AKS_RULES.read_text()
+    blocks = re.split(r"^(?=- )", text, flags=re.MULTILINE)
+    return {m.group(1): b for b in blocks if (m := re.match(r"- rule: (.+)", b))}
+
+
+def test_every_rule_names_its_cluster_and_is_tagged_and_documented() -> None:
+    docs = (runner.AKS_RULES.parents[1] / "docs" / "aks-rules.md").read_text()
+    for name, block in rule_blocks().items():
+        assert "cluster=%ka.cluster.name" in block, name
+        tags = re.search(r"tags: \[(.+)\]", block)
+        assert tags and "aks" in tags.group(1) and re.search(r"\bT\d{4}", tags.group(1)), name
+        assert re.search(r"priority: (WARNING|NOTICE|INFO)\b", block), name
+        assert f"| {name} |" in docs, name
+    for tunable in re.findall(r"^- (?:list|macro): ((?:user_known_)?aks_\w+)$",
+                              runner.AKS_RULES.read_text(), re.MULTILINE):
+        if tunable.startswith("user_known_") or tunable.endswith(
+                ("_users", "_clusters", "_accounts", "_objects", "_namespaces",
+                 "_resources", "_verbs", "_writer")):
+            assert f"`{tunable}`" in docs, tunable
 
 
 def test_every_rule_has_a_true_positive_and_a_near_miss() -> None:
