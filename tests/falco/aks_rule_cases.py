@@ -3,8 +3,8 @@ that must not, as AKS writes them (diagnostic records, `properties.log` a JSON s
 one file replay through real Falco checks them all.
 
 The shapes follow what AKS and its components are documented or seen to write (sources in
-the rules file and docs/aks-rules.md): aksService's own requests (Azure Monitor schema test
-data), the local-account certificate subject (Azure/AKS#877), run command pods
+the rules file and docs/aks-rules.md): aksService's own requests (published kube-audit and
+kube-audit-admin records), the local-account certificate subject (Azure/AKS#877), run command pods
 (command-<32 hex> in aks-command, Azure/azure-cli#23203), "skipped-too-big-size-object"
 (Azure Monitor AKSAudit reference), guard's verdicts (kubeguard/guard), the workload
 identity audience (azure-workload-identity).
@@ -222,18 +222,36 @@ def cases() -> list[Case]:
     ]
 
 
-# 6. Noise: AKS's own traffic and the official rule that alerts on it without the overrides.
+# 6. Noise: AKS's own traffic, each modelled on a published AKS record, and the official
+# rule that alerts on it without the overrides.
 NOISE = [
-    ("Disallowed K8s User", "aksService renews a lease", PROD,
+    ("Disallowed K8s User", "aksService renews a CSI lease (Azure Monitor schema test data)",
+     PROD,
      {"user": "aksService", "groups": MASTERS, "verb": "update", "resource": "leases",
-      "namespace": "kube-system", "name": "cluster-autoscaler",
-      "uri": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/cluster-autoscaler",
+      "namespace": "kube-system", "name": "external-attacher-leader-disk-csi-azure-com",
+      "uri": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
+             "external-attacher-leader-disk-csi-azure-com",
       "source_ip": "172.31.30.22", "user_agent": "Go-http-client/2.0"}),
+    ("Disallowed K8s User", "aksService's csi-resizer renews its lease (Sumo Logic AKS docs)",
+     DEV,
+     {"user": "aksService", "groups": MASTERS, "verb": "update", "resource": "leases",
+      "namespace": "kube-system", "name": "external-resizer-file-csi-azure-com",
+      "uri": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
+             "external-resizer-file-csi-azure-com",
+      "source_ip": "172.31.35.83",
+      "user_agent": "csi-resizer/v0.0.0 (linux/amd64) kubernetes/$Format"}),
+    ("Disallowed K8s User", "aksService's cluster-autoscaler evicts a pod (kube-audit-admin)",
+     PROD,
+     {"user": "aksService", "groups": MASTERS, "verb": "create", "code": 429,
+      "resource": "pods", "namespace": "payments", "name": "api-58ff578d97-gsxxc",
+      "subresource": "eviction",
+      "uri": "/api/v1/namespaces/payments/pods/api-58ff578d97-gsxxc/eviction",
+      "source_ip": "172.31.16.220",
+      "user_agent": "cluster-autoscaler/v0.0.0 (linux/amd64) kubernetes/$Format"}),
     ("Create Disallowed Namespace", "run command creates its namespace", DEV,
      {"user": "aksService", "groups": MASTERS, "verb": "create", "code": 201,
       "resource": "namespaces", "name": "aks-command", "uri": "/api/v1/namespaces"}),
 ]
-
 
 def noise_events() -> list[tuple[str, str, Step]]:
     """(official rule, what, step) for each piece of AKS's own traffic."""
