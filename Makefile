@@ -69,6 +69,7 @@ bench: $(LIB) $(HOST) node_modules/.installed falco
 	$(PY) -m benchmarks.bench_ingest
 	$(PY) -m benchmarks.bench_pipeline
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_falco
+	$(WITH_FALCO) $(PY) -m benchmarks.bench_aks_rules
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
