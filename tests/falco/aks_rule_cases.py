@@ -177,6 +177,11 @@ def cases() -> list[Case]:
                 name="k8sazurev2blockhostnamespace",
                 uri="/apis/templates.gatekeeper.sh/v1/constrainttemplates/"
                     "k8sazurev2blockhostnamespace")),
+        Case("AKS Managed Object Modified", True, "an Azure Policy constraint deleted", PROD,
+             ev(user=ALICE, groups=ALICE_GROUPS, verb="delete",
+                resource="k8sazurev2noprivilege", name="azurepolicy-k8sazurev2noprivilege-1f2e",
+                uri="/apis/constraints.gatekeeper.sh/v1beta1/k8sazurev2noprivilege/"
+                    "azurepolicy-k8sazurev2noprivilege-1f2e")),
         Case("AKS Managed Object Modified", True, "an object labelled managedby=aks", DEV,
              ev(user=CI, verb="update", resource="deployments", namespace="kube-system",
                 name="extension-operator",
@@ -195,6 +200,14 @@ def cases() -> list[Case]:
                 verb="update", resource="deployments", namespace="kube-system",
                 name="coredns", subresource="status",
                 uri="/apis/apps/v1/namespaces/kube-system/deployments/coredns/status")),
+        Case("AKS Managed Object Modified", False, "the azure-policy add-on syncs a constraint",
+             PROD,
+             ev(user="system:serviceaccount:kube-system:azure-policy",
+                groups=["system:serviceaccounts", "system:serviceaccounts:kube-system"],
+                verb="update", resource="k8sazurev2noprivilege",
+                name="azurepolicy-k8sazurev2noprivilege-1f2e",
+                uri="/apis/constraints.gatekeeper.sh/v1beta1/k8sazurev2noprivilege/"
+                    "azurepolicy-k8sazurev2noprivilege-1f2e")),
         Case("AKS Managed Object Modified", False, "a user's own deployment", PROD,
              ev(user=ALICE, groups=ALICE_GROUPS, verb="patch", resource="deployments",
                 namespace="prod", name="konnectivity-agent",
