@@ -21,6 +21,7 @@ PROD, DEV = "aks-prod-weu", "aks-dev-01"
 ALICE = "alice@contoso.com"  # an Entra ID user: groups are object IDs
 ALICE_GROUPS = ["5f3c2b1a-1111-4d2e-9c8b-7a6f5e4d3c2b", "system:authenticated"]
 MASTERS = ["system:masters", "system:authenticated"]
+KUBE_SYSTEM_SA = ["system:serviceaccounts", "system:serviceaccounts:kube-system"]
 AZURE_DENIED = "User does not have access to the resource in Azure. Update role assignment " \
                "to allow access."
 AZURE_ALLOWED = "Access allowed by Azure RBAC"
@@ -196,14 +197,14 @@ def cases() -> list[Case]:
         Case("AKS Managed Object Modified", False, "the deployment controller writes status",
              PROD,
              ev(user="system:serviceaccount:kube-system:deployment-controller",
-                groups=["system:serviceaccounts", "system:serviceaccounts:kube-system"],
+                groups=KUBE_SYSTEM_SA,
                 verb="update", resource="deployments", namespace="kube-system",
                 name="coredns", subresource="status",
                 uri="/apis/apps/v1/namespaces/kube-system/deployments/coredns/status")),
         Case("AKS Managed Object Modified", False, "the azure-policy add-on syncs a constraint",
              PROD,
              ev(user="system:serviceaccount:kube-system:azure-policy",
-                groups=["system:serviceaccounts", "system:serviceaccounts:kube-system"],
+                groups=KUBE_SYSTEM_SA,
                 verb="update", resource="k8sazurev2noprivilege",
                 name="azurepolicy-k8sazurev2noprivilege-1f2e",
                 uri="/apis/constraints.gatekeeper.sh/v1beta1/k8sazurev2noprivilege/"
