@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 
 from harness import falco
-from tests import FIXTURES
+from tests import FIXTURES, OFFICIAL_RULES
 
-RULES = [FIXTURES / "rules" / "k8s_audit_rules.yaml"]
+RULES = [OFFICIAL_RULES]
 INPUTS = [FIXTURES / "audit-events" / "falco-traces", FIXTURES / "audit-events" /
           "generated.jsonl"]
 

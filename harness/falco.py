@@ -31,8 +31,12 @@ INSTALLED_JSON_PLUGIN = Path("/usr/share/falco/plugins/libjson.so")
 INSTALLED_RULES = Path("/etc/falco/k8s_audit_rules.yaml")
 # Every k8s_audit alert names its cluster (Falco 0.40+ `append_output`): the official rules'
 # outputs do not, and one Event Hub carries many clusters.
-WITH_CLUSTER: dict[str, Any] = {"append_output": [
-    {"match": {"source": "k8s_audit"}, "extra_fields": ["ka.cluster.name"]}]}
+def with_fields(*fields: str) -> dict[str, Any]:
+    """Falco settings that add these fields to every k8s_audit alert's output."""
+    return {"append_output": [{"match": {"source": "k8s_audit"}, "extra_fields": list(fields)}]}
+
+
+WITH_CLUSTER = with_fields("ka.cluster.name")
 # The AKS rules this repository ships, and the setting they need (docs/aks-rules.md): every
 # matching rule alerts, since the official "Disallowed K8s User" comes first and matches
 # most events. The Helm values and `make run` use both.

@@ -22,6 +22,7 @@ from pathlib import Path
 import azure.functions as func
 from azure.storage.queue import QueueClient
 
+import tests
 from harness import falco, host
 from harness.azurite import Azurite
 
@@ -30,8 +31,7 @@ SAMPLES = [ROOT / "samples" / "eventhub-bodies.jsonl", ROOT / "samples" / "attac
 NAMES = {"QUEUE_NAME": "k8saudit", "DEADLETTER_QUEUE_NAME": "k8saudit-deadletter",
          "CLAIMCHECK_CONTAINER": "k8saudit-claims"}
 # Where falcoctl installs the official rules, else the copy the tests use (k8saudit 0.18.0).
-OFFICIAL_RULES = [falco.INSTALLED_RULES, ROOT / "tests" / "fixtures" / "rules" /
-                  "k8s_audit_rules.yaml"]
+OFFICIAL_RULES = [falco.INSTALLED_RULES, tests.OFFICIAL_RULES]
 FALCO_SECONDS = 60  # at most; the run stops once the queue is drained
 SHOWN = ["ka.cluster.name", "ka.verb", "ka.user.name", "ka.target.resource",
          "ka.target.namespace", "ka.target.name", "ka.response.code"]

@@ -15,13 +15,11 @@ import pytest
 
 from harness import falco as runner
 from samples import attack_story
-from tests import FIXTURES
+from tests import OFFICIAL_RULES
+from tests.falco import SHIPPED_RULES
 from tests.falco.aks_rule_cases import Case, cases, noise_events
 
-OFFICIAL = FIXTURES / "rules" / "k8s_audit_rules.yaml"
-RULES = [OFFICIAL, runner.AKS_RULES]
-WITH_AUDIT_ID = {"append_output": [{"match": {"source": "k8s_audit"},
-                                    "extra_fields": ["ka.cluster.name", "ka.auditid"]}]}
+WITH_AUDIT_ID = runner.with_fields("ka.cluster.name", "ka.auditid")
 
 
 def aks_rule_names() -> list[str]:
@@ -29,7 +27,7 @@ def aks_rule_names() -> list[str]:
 
 
 def fired(falco: Path, tmp_path: Path, items: list[attack_story.Step],
-          matching: str = "all", rules: list[Path] = RULES) -> dict[str, set[str]]:
+          matching: str = "all", rules: list[Path] = SHIPPED_RULES) -> dict[str, set[str]]:
     """Replay the events as Event Hub bodies: rules raised, by auditID."""
     replay = tmp_path / f"bodies-{matching}-{len(rules)}.jsonl"
     replay.write_bytes(b"\n".join(attack_story.bodies(items)))
@@ -43,7 +41,7 @@ def fired(falco: Path, tmp_path: Path, items: list[attack_story.Step],
 
 
 def test_the_rules_load_after_the_official_ones_with_no_warning(falco: Path) -> None:
-    results = runner.validate(falco, RULES)
+    results = runner.validate(falco, SHIPPED_RULES)
     assert [r["successful"] for r in results] == [True, True]
     assert [(r["errors"], r["warnings"], r["schema_warnings"]) for r in results] == \
         [([], [], [])] * 2
@@ -94,7 +92,7 @@ def test_aks_own_traffic_no_longer_raises_the_official_rules(falco: Path,
                                                               tmp_path: Path) -> None:
     noise = noise_events()
     steps = [step for _, _, step in noise]
-    official_only = fired(falco, tmp_path, steps, rules=[OFFICIAL])
+    official_only = fired(falco, tmp_path, steps, rules=[OFFICIAL_RULES])
     with_aks = fired(falco, tmp_path, steps)
     aks_rules = set(aks_rule_names())
     for rule, what, (_, event, _) in noise:

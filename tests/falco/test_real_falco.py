@@ -26,12 +26,12 @@ import pytest
 from harness import falco as runner
 from harness.azurite import Azurite
 from samples import attack_story
-from tests import FIXTURES
+from tests import FIXTURES, OFFICIAL_RULES
 from tests.e2e.support import Pipeline
+from tests.falco import SHIPPED_RULES
 from tests.function.test_ingest_function import App, hub_events
 
-RULES = [FIXTURES / "rules" / "k8s_audit_rules.yaml"]
-SHIPPED_RULES = [*RULES, runner.AKS_RULES]  # as the Helm values load them
+RULES = [OFFICIAL_RULES]
 TRACES = FIXTURES / "audit-events" / "falco-traces"
 PINNED = FIXTURES / "falco" / "falco-traces.k8saudit-0.18.0.alerts.jsonl"
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "eventhub-bodies.jsonl"
