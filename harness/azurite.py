@@ -19,7 +19,7 @@ ACCOUNT = "devstoreaccount1"
 KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -28,7 +28,7 @@ def _free_port() -> int:
 class Azurite:
     def __init__(self) -> None:
         self.location = Path(tempfile.mkdtemp(prefix="azurite-"))
-        self.blob_port, self.queue_port, self.table_port = (_free_port() for _ in range(3))
+        self.blob_port, self.queue_port, self.table_port = (free_port() for _ in range(3))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

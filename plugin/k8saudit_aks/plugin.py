@@ -91,10 +91,13 @@ class K8sAuditAksPlugin(Plugin):
         )
 
     def list_open_params(self) -> str:
+        # No entry for "" (read the source named in init_config): libsinsp refuses an entry
+        # without a value, and `falco --plugin-info` exits 1 on it.
         return json.dumps([
-            {"value": "", "desc": "Read the queue or Event Hub named in init_config"},
-            {"value": "my-cluster", "desc": "Same, with this cluster name for events whose "
-                                            "record carries no AKS resourceId"},
+            {"value": "my-cluster",
+             "desc": "Read the queue or Event Hub named in init_config, with this cluster "
+                     "name for events whose record carries no AKS resourceId (empty: read it "
+                     "without one)"},
             {"value": "file:///var/log/k8s-audit.jsonl",
              "desc": "Replay audit events, Event Hub bodies or storage archives from a file "
                      "or directory (an absolute path works too)"},

@@ -255,7 +255,7 @@ class QueueInstance(Source):
         age = (dt.datetime.now(dt.UTC) - inserted).total_seconds() if inserted else 0.0
         with self._lock:
             self.stats.gauge("queue_backlog_messages", float(count))
-            self.stats.gauge("queue_oldest_message_age_seconds", max(0.0, age))
+            self.stats.gauge("queue_oldest_message_age", max(0.0, age))
         self._growth = self._growth + 1 if count > self._last_backlog > 0 else 0
         self._last_backlog = count
         if self._growth >= BACKLOG_GROWING_CHECKS:
