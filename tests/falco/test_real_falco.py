@@ -27,14 +27,14 @@ from typing import Any
 import pytest
 
 from harness import falco as runner
-from plugin.k8saudit_aks import __version__
 from harness.azurite import Azurite, free_port
+from plugin.k8saudit_aks import __version__
 from samples import attack_story
 from tests import FIXTURES, OFFICIAL_RULES
 from tests.e2e.support import Pipeline, audit_events
 from tests.falco import SHIPPED_RULES
-from tests.plugin import metric_names
 from tests.function.test_ingest_function import App, hub_events
+from tests.plugin import metric_names
 
 RULES = [OFFICIAL_RULES]
 TRACES = FIXTURES / "audit-events" / "falco-traces"
