@@ -20,13 +20,12 @@ param tags object = {}
 @minLength(1)
 param aksClusters array
 
-@description('Diagnostic categories streamed: kube-audit-admin (writes only, the cheap default), kube-audit (also reads; a superset of kube-audit-admin, so do not enable both), guard (Entra ID/RBAC authz decisions).')
+@description('AKS diagnostic log categories streamed to the Event Hub (the function accepts the kube-audit ones): kube-audit-admin (writes only, the cheap default), kube-audit (also reads; a superset of kube-audit-admin, so do not enable both), guard (Entra ID/RBAC authz decisions).')
 @allowed([
   'kube-audit-admin'
   'kube-audit'
   'guard'
 ])
-@description('AKS diagnostic log categories streamed to the Event Hub and accepted by the function.')
 param auditCategories array = [
   'kube-audit-admin'
 ]
@@ -49,15 +48,16 @@ param eventHubPartitionCount int = 4
 @maxValue(7)
 param eventHubRetentionDays int = 1
 
-@description('Rights of the SAS rule the diagnostic settings use. Add Listen and Manage only if Azure Monitor rejects Send alone.')
+@description('Rights of the namespace SAS rule the AKS diagnostic settings send with. Azure Monitor documents Manage, Send and Listen for streaming to Event Hubs; the rule is used by nothing else.')
 @allowed([
   'Send'
   'Listen'
   'Manage'
 ])
-@description('Rights of the authorization rule the AKS diagnostic settings send with.')
 param diagnosticsRuleRights array = [
+  'Manage'
   'Send'
+  'Listen'
 ]
 
 @description('Storage queue the function fills and Falco drains.')
@@ -67,8 +67,8 @@ param deadLetterQueueName string = 'k8saudit-deadletter'
 @description('Blob container for events too large for a queue message, and large dead letters.')
 param claimCheckContainer string = 'k8saudit-claims'
 
-@description('Steady rate (audit events per second) the function forwards.')
-@minValue(1)
+@description('Steady rate (audit events per second) each function worker forwards; 0 turns the limit off.')
+@minValue(0)
 param rateLimitEventsPerSecond int = 1000
 
 @description('Burst size of the function\'s rate limiter.')

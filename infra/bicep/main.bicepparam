@@ -27,7 +27,7 @@ param oidcIssuerUrl = 'https://<region>.oic.prod-aks.azure.com/<tenant-id>/<guid
 // param eventHubCapacity = 1                     // throughput units, 1-40
 // param eventHubPartitionCount = 4               // 1-32, fixed after creation
 // param eventHubRetentionDays = 1                // 1-7
-// param diagnosticsRuleRights = ['Send']         // add 'Listen', 'Manage' only if Azure Monitor refuses Send
+// param diagnosticsRuleRights = ['Manage', 'Send', 'Listen']  // what Azure Monitor documents
 
 // Queue, dead-letter queue and claim-check container names (the function and Falco read them)
 // param queueName = 'k8saudit'
@@ -35,7 +35,7 @@ param oidcIssuerUrl = 'https://<region>.oic.prod-aks.azure.com/<tenant-id>/<guid
 // param claimCheckContainer = 'k8saudit-claims'
 
 // Function (Flex Consumption)
-// param rateLimitEventsPerSecond = 1000
+// param rateLimitEventsPerSecond = 1000          // per function worker; 0: no limit
 // param rateLimitBurst = 2000
 // param maximumInstanceCount = 40                // 1-1000
 // param instanceMemoryMB = 2048                  // 512, 2048 or 4096

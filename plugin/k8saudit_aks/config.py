@@ -48,8 +48,9 @@ class Common:
     max_event_size: int = _opt(
         DEFAULT_LIMITS.max_event_bytes, "Largest audit event (bytes) handed to Falco; larger "
         "ones are dead-lettered (queue mode, Event Hub mode) or logged (file replay) and "
-        "counted as too_large. The default is the largest event the ingest function writes.",
-        minimum=1024,
+        "counted as too_large. The default is the largest event the ingest function writes. "
+        "The Go plugin's maxEventSize is read as this key.",
+        minimum=1024, alias="maxEventSize",
     )
     dedupe_window: int = _opt(
         100_000, "How many recent (cluster, auditID, stage) keys are remembered to drop "
@@ -187,6 +188,12 @@ def _json_type(f: dataclasses.Field) -> str:
 def _check(cls: type, raw: dict[str, Any], required: bool) -> Any:
     values: dict[str, Any] = {}
     for f in fields(cls):
+        alias = f.metadata.get("alias")
+        if alias in raw:  # a drop-in reads the key of the plugin it replaces
+            if f.name in raw and raw[f.name] != raw[alias]:
+                raise ConfigError(f"init_config sets both {f.name} and {alias} (the Go "
+                                  f"plugin's name for it) to different values: keep one")
+            raw = {**raw, f.name: raw[alias]}
         if f.name not in raw or raw[f.name] is None:
             if required and f.default is None and "None" not in str(f.type):
                 raise ConfigError(f"init_config.{f.name} is required ({f.metadata['desc']})")

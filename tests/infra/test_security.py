@@ -72,10 +72,12 @@ def test_event_hubs_namespace(templates):
     (hub,) = resources_of(eh, "Microsoft.EventHub/namespaces/eventhubs").values()
     assert body(hub)["properties"]["partitionCount"] == "partitionCount"
     assert resources_of(eh, "Microsoft.EventHub/namespaces/eventhubs/consumergroups")
-    # Namespace-level rule (what diagnostic settings take), Send only by default.
+    # Namespace-level rule (what diagnostic settings take), with the rights Azure Monitor
+    # documents for streaming to Event Hubs.
     (rule,) = resources_of(eh, "Microsoft.EventHub/namespaces/authorizationRules").values()
     assert body(rule)["properties"]["rights"] == "diagnosticsRuleRights"
-    assert templates["main.bicep"]["parameters"]["diagnosticsRuleRights"]["default"] == ["Send"]
+    assert templates["main.bicep"]["parameters"]["diagnosticsRuleRights"]["default"] == [
+        "Manage", "Send", "Listen"]
 
 
 def test_diagnostic_settings(templates):

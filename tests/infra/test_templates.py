@@ -95,20 +95,3 @@ def test_tags_and_location_reach_every_module(templates):
         if "location" in params:
             assert params["location"] == "location", name
             assert params["tags"] == "tags", name
-
-
-def test_every_parameter_is_described():
-    """Every parameter of every template says what it is (issue 11)."""
-    undescribed = []
-    for path in bicep_files():
-        lines = path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            if line.startswith("param "):
-                j = i - 1
-                decorators = []
-                while j >= 0 and lines[j].startswith("@"):
-                    decorators.append(lines[j])
-                    j -= 1
-                if not any(d.startswith("@description(") for d in decorators):
-                    undescribed.append(f"{path.name}: {line}")
-    assert undescribed == []

@@ -74,6 +74,14 @@ def test_identity_auth_loads() -> None:
     assert mode.consumer_group == "falco"
 
 
+@pytest.mark.parametrize("config", [seed(maxEventSize=262144), seed(max_event_size=262144),
+                                    seed(maxEventSize=262144, max_event_size=262144)])
+def test_the_go_plugins_max_event_size_key_is_read(config: dict[str, Any]) -> None:
+    """A drop-in must not ignore a key of the plugin it replaces (the Go plugin's config
+    struct names it maxEventSize)."""
+    assert parse_config(json.dumps(config)).common.max_event_size == 262144
+
+
 def test_unknown_keys_are_tolerated() -> None:
     assert parse_config(json.dumps(seed(verbose_level=2, anything={"x": 1}))).mode
 
@@ -154,6 +162,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
      "must be an account URL"),
     ("max_dequeue_count", {"queue_name": "q", "queue_connection_string": "x",
                            "max_dequeue_count": 0}, "must be within"),
+    ("maxEventSize", seed(maxEventSize=262144, max_event_size=65536), "different values"),
+    ("max_event_size", seed(maxEventSize=10), "must be within"),
+    ("max_event_size", seed(maxEventSize="big"), "must be an integer"),
 ]
 
 

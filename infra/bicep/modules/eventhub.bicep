@@ -27,13 +27,12 @@ param partitionCount int
 @maxValue(7)
 param messageRetentionInDays int
 
-@description('Rights of the SAS rule diagnostic settings use. Send is enough when the hub already exists.')
+@description('Rights of the namespace SAS rule the AKS diagnostic settings send with.')
 @allowed([
   'Send'
   'Listen'
   'Manage'
 ])
-@description('Rights of the authorization rule the AKS diagnostic settings send with.')
 param diagnosticsRuleRights array
 
 resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {

@@ -45,7 +45,7 @@ param eventHubName string
 param eventHubConsumerGroup string
 @description('AKS diagnostic log categories streamed to the Event Hub and accepted by the function.')
 param auditCategories array
-@description('Steady rate (audit events per second) the function forwards.')
+@description('Steady rate (audit events per second) each function worker forwards; 0 turns the limit off.')
 param rateLimitEventsPerSecond int
 @description('Token bucket size of the function\'s rate limit.')
 param rateLimitBurst int
