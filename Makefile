@@ -15,8 +15,14 @@ FALCO_SETUP := ../shared/tools/falco/setup.sh
 WITH_FALCO = FALCO_BIN=$${FALCO_BIN:-$$(test -x build/falco/bin/falco && echo $(CURDIR)/build/falco/bin/falco)}
 all: plugin
 
-$(VENV)/.installed: requirements.txt plugin/requirements.txt requirements-dev.txt
+# What building the plugin needs (the image's build stage stops here), then the dev tools.
+$(VENV)/.base: requirements.txt plugin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt \
+	    -r plugin/requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -30,24 +36,29 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-$(LIB): $(VENV)/.installed $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py plugin/k8saudit_aks/sources/*.py extractor/*.py extractor/*.json transport/*.py)
+$(LIB): $(VENV)/.base $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py plugin/k8saudit_aks/sources/*.py extractor/*.py extractor/*.json transport/*.py)
 	$(PY) -m plugin.build $(LIB)
 
 plugin: $(LIB)
 
 # The install layout (docs/install.md), rooted at /: the .so and k8saudit-aks/ beside it in
 # Falco's plugin directory, the AKS rules file in /usr/share/falco/rules (outside /etc/falco,
-# which the Helm chart mounts over).
+# which the Helm chart mounts over); and the release artifact: that tree as a tarball, with
+# its SHA-256 checksum.
 DIST := build/dist
 PLUGINS_DIR := $(DIST)/usr/share/falco/plugins
 RULES_DIR := $(DIST)/usr/share/falco/rules
-dist: $(VENV)/.installed
-	rm -rf $(DIST) && mkdir -p $(PLUGINS_DIR)/k8saudit-aks $(RULES_DIR)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' plugin/k8saudit_aks/__init__.py)
+TARBALL := k8saudit-aks-$(VERSION)-linux-$(shell uname -m).tar.gz
+dist: $(VENV)/.base
+	rm -rf $(DIST) build/k8saudit-aks-*.tar.gz* && mkdir -p $(PLUGINS_DIR)/k8saudit-aks $(RULES_DIR)
 	$(PY) -m pip install --quiet --disable-pip-version-check --target $(PLUGINS_DIR)/k8saudit-aks -r plugin/requirements.txt
 	cp -r extractor plugin transport $(PLUGINS_DIR)/k8saudit-aks/
 	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
 	$(PY) -m plugin.build $(PLUGINS_DIR)/libk8saudit-aks.so --standalone
 	cp rules/aks_audit_rules.yaml $(RULES_DIR)/
+	tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner -czf build/$(TARBALL) usr
+	cd build && sha256sum $(TARBALL) > $(TARBALL).sha256
 
 $(HOST): harness/falco_host.c plugin/sdk/abi/plugin_api.h
 	@mkdir -p build

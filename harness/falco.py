@@ -111,12 +111,21 @@ def config(falco: Path, plugin: PluginSpec, rules: Sequence[Path],
 def run(falco: Path, plugin: PluginSpec, rules: Sequence[Path], *,
         seconds: float = 120, until: Callable[[FalcoRun], bool] | None = None,
         extra: dict[str, Any] | None = None, cwd: Path | None = None) -> FalcoRun:
-    """Run Falco until it ends by itself (file replay), `until(result so far)` holds, or
-    `seconds` pass; then SIGINT, which makes Falco close the plugin and exit cleanly."""
+    """Run Falco with `config(...)` until it ends by itself (file replay), `until(result so
+    far)` holds, or `seconds` pass; then SIGINT, which makes Falco close the plugin and exit
+    cleanly."""
+    return run_config(falco, config(falco, plugin, rules, extra), seconds=seconds,
+                      until=until, cwd=cwd)
+
+
+def run_config(falco: Path, settings: dict[str, Any], *, seconds: float = 120,
+               until: Callable[[FalcoRun], bool] | None = None,
+               cwd: Path | None = None) -> FalcoRun:
+    """`run` with a whole falco.yaml (as a dict) of the caller's."""
     result = FalcoRun()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "falco.yaml"
-        path.write_text(json.dumps(config(falco, plugin, rules, extra)))
+        path.write_text(json.dumps(settings))
         started = time.monotonic()
         proc = subprocess.Popen(
             [str(falco), "-c", str(path), "--disable-source=syscall"],

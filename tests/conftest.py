@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from harness.azurite import Azurite
+from tests.infra import image_build
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,16 @@ def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:10]
     return {"queue": f"q{tag}", "deadletter": f"dl{tag}", "claims": f"claims{tag}",
             "checkpoints": f"ckpt{tag}"}
+
+
+@pytest.fixture(scope="session")
+def image_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make dist` as the Falco image's build stage runs it: on only the files its COPY
+    instructions take from the build context Docker would send. Returns that stage's
+    build/ (dist/, the release tarball and its checksum)."""
+    checkout = image_build.clean_checkout(tmp_path_factory.mktemp("checkout"))
+    stage = image_build.lay_out_stage(checkout, "build", tmp_path_factory.mktemp("src"))
+    done = subprocess.run(["make", "-s", "dist"], cwd=stage, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return stage / "build"
