@@ -53,7 +53,7 @@ TARBALL := k8saudit-aks-$(VERSION)-linux-$(shell uname -m).tar.gz
 dist: $(VENV)/.base
 	rm -rf $(DIST) build/k8saudit-aks-*.tar.gz* && mkdir -p $(PLUGINS_DIR)/k8saudit-aks $(RULES_DIR)
 	$(PY) -m pip install --quiet --disable-pip-version-check --target $(PLUGINS_DIR)/k8saudit-aks -r plugin/requirements.txt
-	cp -r extractor plugin transport $(PLUGINS_DIR)/k8saudit-aks/
+	cp -r extractor plugin transport LICENSE $(PLUGINS_DIR)/k8saudit-aks/
 	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
 	$(PY) -m plugin.build $(PLUGINS_DIR)/libk8saudit-aks.so --standalone
 	cp rules/aks_audit_rules.yaml $(RULES_DIR)/

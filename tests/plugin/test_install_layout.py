@@ -29,7 +29,9 @@ def test_the_release_tarball_installs_and_runs(image_dist: Path, tmp_path: Path)
         archive.extractall(root, filter="tar")
     assert (root / "usr" / "share" / "falco" / "rules" / "aks_audit_rules.yaml").read_text() \
         == (host.ROOT / "rules" / "aks_audit_rules.yaml").read_text()
-    lib = root / "usr" / "share" / "falco" / "plugins" / "libk8saudit-aks.so"
+    plugins = root / "usr" / "share" / "falco" / "plugins"
+    assert (plugins / "k8saudit-aks" / "LICENSE").read_text() == (host.ROOT / "LICENSE").read_text()
+    lib = plugins / "libk8saudit-aks.so"
     traces = tmp_path / "traces.jsonl"
     shutil.copy(FIXTURES / "audit-events" / "falco-traces.jsonl", traces)
     rows = host.run(lib, "capture", "", str(traces), str(_empty(tmp_path)), cwd=tmp_path)
