@@ -25,6 +25,8 @@ from typing import Any
 import orjson
 
 from extractor.deadletter import describe, json_safe
+from extractor.numbers import Numbers, suspect
+from extractor.records import split_records
 from extractor.salvage import Salvaged, salvage
 
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
@@ -120,6 +122,10 @@ class Deduper:
             raise ValueError("capacity must be 0 (off) or more")
         self._capacity = capacity
         self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether ``key`` is in the window (without recording it)."""
+        return key in self._keys
 
     def seen(self, key: Hashable) -> bool:
         """Record ``key``; return True when it was already in the window."""
@@ -261,11 +267,24 @@ class _Walker:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            self.batch.items += 1
-            reason = Reason.TOO_DEEP if "depth" in str(exc) else Reason.NOT_JSON
-            self.drop(reason, str(exc), data)
+            records = split_records(data)
+            if records is None:  # not a {"records": [...]} body: the document is the item
+                self.not_json(exc, data)
+                return
+            for record in records:  # one bad record costs itself, not its body
+                self.source = record
+                try:
+                    value = orjson.loads(record)
+                except orjson.JSONDecodeError as record_exc:
+                    self.not_json(record_exc, record)
+                    continue
+                self.value(value, self.fallback_cluster, 1)
             return
         self.value(value, self.fallback_cluster, 0)
+
+    def not_json(self, exc: orjson.JSONDecodeError, raw: bytes) -> None:
+        self.batch.items += 1
+        self.drop(Reason.TOO_DEEP if "depth" in str(exc) else Reason.NOT_JSON, str(exc), raw)
 
     def value(self, value: Any, cluster: str | None, depth: int) -> None:
         if isinstance(value, list):
@@ -323,24 +342,38 @@ class _Walker:
         try:
             event = orjson.loads(log)
         except orjson.JSONDecodeError as exc:
-            if log.lstrip().startswith("{"):
-                self.salvaged(salvage(log), cluster, record)
-            else:
+            if not log.lstrip().startswith("{"):
                 self.drop(Reason.NOT_JSON, f"properties.log: {exc}", self.raw(record))
-            return
-        if isinstance(event, dict):
-            self.event(event, cluster, raw=record)
-        else:
+                return
+            event = None  # cut short, or a value orjson refuses: read member by member
+        if event is not None and not isinstance(event, dict):
             self.drop(Reason.NOT_AUDIT_EVENT, "properties.log is not an object",
                       self.raw(record))
+        elif event is None or suspect(log):  # exact numbers, refused members named
+            numbers = Numbers()
+            found = salvage(log, numbers)
+            if found.complete:
+                self.event(found.members, cluster, raw=record, omitted=found.omitted,
+                           numbers=numbers)
+            else:
+                self.salvaged(found, cluster, record, numbers)
+        else:
+            self.event(event, cluster, raw=record)
 
-    def salvaged(self, found: Salvaged, cluster: str | None, record: dict[str, Any]) -> None:
-        """A cut (or too deeply nested) log: delivered when its intact members identify
-        the event, marked, and timed by the best stand-in for a lost stageTimestamp."""
+    def salvaged(self, found: Salvaged, cluster: str | None, record: dict[str, Any],
+                 numbers: Numbers) -> None:
+        """A cut log: delivered when its intact members identify the event, marked, and
+        timed by the best stand-in for a lost stageTimestamp."""
         event = found.members
-        rejection = _rejection(event, timed=False)
+        rejection = _rejection(event, timed=False, numbers=numbers)
         if rejection is not None:
-            self.drop(Reason.TRUNCATED_UNRECOVERABLE, rejection[1], self.raw(record))
+            reason, detail = rejection
+            # A member the cut left out makes it unrecoverable; one that is there with a
+            # value that cannot identify the event is the same fault as in a whole log.
+            present = {Reason.MISSING_AUDIT_ID: "auditID", Reason.MISSING_STAGE: "stage"}
+            if present.get(reason) not in event and present.get(reason) not in found.omitted:
+                reason = Reason.TRUNCATED_UNRECOVERABLE
+            self.drop(reason, detail, self.raw(record))
             return
         marks = {TRUNCATED_ANNOTATION: "true"}
         timestamp_ns = _event_time(event)
@@ -353,20 +386,25 @@ class _Walker:
             else:
                 marks[TIMESTAMP_ANNOTATION] = "received"  # the reader's clock
         if self.event(event, cluster, raw=record, marks=marks, omitted=found.omitted,
-                      timestamp_ns=timestamp_ns):
+                      timestamp_ns=timestamp_ns, numbers=numbers):
             self.batch.counts[SALVAGED] += 1
 
     def event(self, event: dict[str, Any], cluster: str | None, *, raw: Any,
               marks: dict[str, str] | None = None, omitted: Sequence[str] = (),
-              timestamp_ns: int | None = None) -> bool:
+              timestamp_ns: int | None = None, numbers: Numbers | None = None) -> bool:
         """Validate (a salvaged event, which carries ``marks``, is already), dedupe,
-        annotate and encode one event, and check its size; True when delivered."""
-        rejection = None if marks is not None else _rejection(event, timed=True)
+        annotate and encode one event, and check its size; True when delivered. Its key
+        enters the dedupe window only then: a copy of an event that was not delivered is
+        not a duplicate."""
+        rejection = None if marks is not None else _rejection(event, timed=True,
+                                                              numbers=numbers)
         if rejection is not None:
             self.drop(*rejection, self.raw(raw))
             return False
         audit_id, stage = event["auditID"], event["stage"]
-        if self.deduper.seen((cluster, audit_id, stage)):
+        key = (cluster, audit_id, stage)
+        if key in self.deduper:
+            self.deduper.seen(key)  # refreshed: it stays in the window
             self.drop(Reason.DUPLICATE, f"{audit_id!r} {stage!r}")
             return False
         data, omitted = _encode(event, (cluster, self.authoritative), marks or {},
@@ -375,12 +413,15 @@ class _Walker:
             self.drop(Reason.MISSING_AUDIT_ID if "auditID" in omitted else Reason.MISSING_STAGE,
                       "auditID or stage cannot be encoded", self.raw(raw))
             return False
+        if numbers is not None:
+            data = numbers.restore(data)
         if self.max_event_bytes is not None and len(data) > self.max_event_bytes:
             self.drop(Reason.TOO_LARGE,
                       too_large_detail(audit_id, stage, len(data), self.max_event_bytes), data)
             return False
         if timestamp_ns is None:
             timestamp_ns = _event_time(event)
+        self.deduper.seen(key)
         self.batch.events.append(AuditEvent(data, timestamp_ns, audit_id, stage, cluster))
         self.batch.counts[DELIVERED] += 1
         if omitted:
@@ -388,17 +429,23 @@ class _Walker:
         return True
 
 
-def _rejection(event: dict[str, Any], *, timed: bool) -> tuple[Reason, str] | None:
+def _rejection(event: dict[str, Any], *, timed: bool,
+               numbers: Numbers | None = None) -> tuple[Reason, str] | None:
     """Why ``event`` cannot be delivered, or None. Values are only type-checked: an empty or
     odd auditID/stage still identifies the event and dropping it would lose data. A salvaged
-    event (not ``timed``) may have lost its stageTimestamp to the cut."""
+    event (not ``timed``) may have lost its stageTimestamp to the cut. A number kept by
+    ``numbers`` is a number, not a string."""
+    def text(name: str) -> bool:
+        value = event.get(name)
+        return isinstance(value, str) and not (numbers is not None and numbers.kept(value))
+
     if event.get("kind") != "Event":
         return Reason.NOT_AUDIT_EVENT, f"kind {event.get('kind')!r}"
-    if not isinstance(event.get("auditID"), str):
+    if not text("auditID"):
         return Reason.MISSING_AUDIT_ID, "auditID absent or not a string"
-    if not isinstance(event.get("stage"), str):
+    if not text("stage"):
         return Reason.MISSING_STAGE, "stage absent or not a string"
-    if timed and not isinstance(event.get("stageTimestamp"), str):
+    if timed and not text("stageTimestamp"):
         return Reason.MISSING_STAGE_TIMESTAMP, "stageTimestamp absent or not a string"
     return None
 
@@ -439,19 +486,15 @@ def _names(keys: Sequence[str]) -> str:
 def _annotate(event: dict[str, Any], cluster: tuple[str | None, bool],
               marks: dict[str, str]) -> None:
     """Write ``marks`` and the cluster name (see `set_cluster`) into the annotations.
-    Annotations that are not an object are left alone for the cluster name alone; marks
-    must be written, so they replace them, keeping the original as JSON text under
-    ORIGINAL_ANNOTATIONS."""
+    Annotations that are not an object are replaced when there is something to write (the
+    cluster name or a mark), the original kept as JSON text under ORIGINAL_ANNOTATIONS."""
     name, authoritative = cluster
     annotations = event.get("annotations")
-    if annotations is None:
-        if not (name or marks):
+    if not isinstance(annotations, dict):
+        if name is None and not marks:
             return
-        annotations = event["annotations"] = {}
-    elif not isinstance(annotations, dict):
-        if not marks:
-            return
-        annotations = event["annotations"] = {ORIGINAL_ANNOTATIONS: _json_text(annotations)}
+        annotations = event["annotations"] = (
+            {} if annotations is None else {ORIGINAL_ANNOTATIONS: _json_text(annotations)})
     if name is not None:
         set_cluster(annotations, name, authoritative=authoritative)
     annotations.update(marks)
@@ -472,17 +515,22 @@ def set_cluster(annotations: dict[str, Any], cluster: str, *, authoritative: boo
 
 def with_fallback_cluster(event: AuditEvent, cluster: str) -> AuditEvent:
     """An event its writer could not attribute (no resourceId), named by the reader's
-    fallback (the plugin's open params), as `parse_documents` would have named it."""
+    fallback (the plugin's open params), as `parse_documents` would have named it; its
+    numbers pass exactly, as there."""
     try:
         doc = orjson.loads(event.data)
     except orjson.JSONDecodeError:
         return event
-    annotations = doc.get("annotations") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or not isinstance(annotations, dict | None):
+    if not isinstance(doc, dict):
         return AuditEvent(event.data, event.timestamp_ns, event.audit_id, event.stage, cluster)
+    numbers = None
+    if suspect(text := event.data.decode("utf-8", "replace")):
+        numbers = Numbers()
+        doc = salvage(text, numbers).members
     _annotate(doc, (cluster, False), {})
-    return AuditEvent(orjson.dumps(doc), event.timestamp_ns, event.audit_id, event.stage,
-                      cluster)
+    data = orjson.dumps(doc)
+    return AuditEvent(numbers.restore(data) if numbers else data, event.timestamp_ns,
+                      event.audit_id, event.stage, cluster)
 
 
 def _json_text(value: Any) -> str:

@@ -5,8 +5,8 @@ cut are still worth delivering: ``auditID``, ``stage``, ``user``, ``verb`` and
 ``objectRef`` come first in a Kubernetes audit event. The input is attacker-shaped (any user
 who can create an object chooses its nesting and strings), so nothing here recurses on the
 input's depth: a member whose value the decoder refuses (nested beyond Python's recursion
-limit, a number with more than 4,300 digits) is stepped over by a flat scanner and named in
-``omitted`` instead of ending the scan.
+limit) is stepped over by a flat scanner and named in ``omitted`` instead of ending the
+scan. Numbers go through `extractor.numbers`, so none changes on the way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject(name))
+from extractor.numbers import Numbers
+
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
@@ -30,18 +31,23 @@ def _reject(name: str) -> Any:
 
 @dataclass(slots=True)
 class Salvaged:
-    """The complete leading members, and the keys of complete members left out."""
+    """The complete leading members, the keys of complete members left out, and whether
+    the object ended (nothing was cut)."""
 
     members: dict[str, Any] = field(default_factory=dict)
     omitted: list[str] = field(default_factory=list)
+    complete: bool = False
 
 
-def salvage(text: str) -> Salvaged:
-    """Leading top-level members of a JSON object cut short, each complete.
+def salvage(text: str, numbers: Numbers) -> Salvaged:
+    """Leading top-level members of a JSON object cut short (or whole), each complete, its
+    numbers read through `numbers` so none changes.
 
     A member counts only when followed by ``,`` or ``}``, so a number or literal cut mid-way
     (``"code":20`` of ``200``) is not kept.
     """
+    decoder = json.JSONDecoder(parse_constant=_reject, parse_int=numbers.parse_int,
+                               parse_float=numbers.parse_float)
     found = Salvaged()
     pos = _skip(text, 0)
     if not text.startswith("{", pos):
@@ -61,7 +67,7 @@ def salvage(text: str) -> Salvaged:
         start = _skip(text, pos + 1)
         value: Any = _OMITTED
         try:
-            value, pos = _DECODER.raw_decode(text, start)
+            value, pos = decoder.raw_decode(text, start)
         except (ValueError, RecursionError):
             end = value_end(text, start)
             if end is None:
@@ -75,6 +81,7 @@ def salvage(text: str) -> Salvaged:
         else:
             found.members[key] = value
         if text.startswith("}", pos):
+            found.complete = True
             return found
         pos += 1
 

@@ -43,7 +43,7 @@ class Azurite:
         if not BIN.exists():
             raise RuntimeError(f"{BIN} missing: run `npm install` (make test does)")
         self.proc = subprocess.Popen(
-            [str(BIN), "--silent", "--skipApiVersionCheck", "--loose",
+            [str(BIN), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
              "--location", str(self.location),
              "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
              "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),

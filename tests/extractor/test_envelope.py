@@ -26,6 +26,7 @@ from extractor.envelope import (
     split_documents,
     with_fallback_cluster,
 )
+from extractor.numbers import Numbers
 from extractor.salvage import Salvaged, salvage
 from tests import FIXTURES
 
@@ -222,7 +223,10 @@ def test_cluster_from_resource_id_or_fallback(
         ({CLUSTER_ANNOTATION: "aks-dev-01"}, RID, {CLUSTER_ANNOTATION: "aks-dev-01"}),
         # Without a resourceId the fallback only fills a missing name.
         ({CLUSTER_ANNOTATION: "own"}, None, {CLUSTER_ANNOTATION: "own"}),
-        (7, RID, 7),
+        # Annotations that are not an object: replaced, the original kept as text, so the
+        # cluster name is still written (ka.cluster.name reads it).
+        (7, RID, {ORIGINAL_ANNOTATIONS: "7", CLUSTER_ANNOTATION: "aks-dev-01"}),
+        (7, None, {ORIGINAL_ANNOTATIONS: "7", CLUSTER_ANNOTATION: "fallback"}),
     ],
 )
 def test_one_writer_of_the_cluster_name(annotations: Any, resource_id: str | None,
@@ -318,12 +322,12 @@ FULL = '{"kind":"Event","auditID":"a","code":200,"user":{"u":1},"ok":true}'
     ],
 )
 def test_salvage_keeps_only_complete_leading_members(cut: int, expected: dict) -> None:
-    assert salvage(FULL[:cut]) == Salvaged(expected, [])
+    assert salvage(FULL[:cut], Numbers()) == Salvaged(expected, [], complete=cut == len(FULL))
 
 
 @pytest.mark.parametrize("text", ["[1,2", '  { "a" : 1 , "b"', '{"a" 1}', '{1:2}'])
 def test_salvage_stops_at_anything_odd(text: str) -> None:
-    assert salvage(text).members == ({"a": 1} if text.startswith("  {") else {})
+    assert salvage(text, Numbers()).members == ({"a": 1} if text.startswith("  {") else {})
 
 
 def test_truncated_event_with_annotations_not_an_object_is_still_marked() -> None:

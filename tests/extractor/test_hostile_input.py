@@ -75,8 +75,8 @@ HOSTILE = [
     ("complete log nested 300 deep (orjson reads it, refuses to write it)",
      record(HEAD + '"requestObject":' + deep(300) + "," + TIME + "}"), DELIVERED,
      "requestObject"),
-    ("cut log: integer beyond 64 bits",
-     record(HEAD + '"n":123456789012345678901234567890,' + TIME + ',"x":"cu'), DELIVERED, "n"),
+    ("cut log: integer beyond 64 bits (carried exactly)",
+     record(HEAD + '"n":123456789012345678901234567890,' + TIME + ',"x":"cu'), DELIVERED, None),
     ("cut log: 5,000-digit integer", record(HEAD + '"n":' + "9" * 5000 + "," + TIME + ',"x'),
      DELIVERED, "n"),
     ("cut log: NaN", record(HEAD + '"n":NaN,' + TIME + ',"x'), DELIVERED, "n"),
@@ -218,3 +218,74 @@ def test_an_event_over_the_size_bound_is_dropped_with_its_data() -> None:
     assert drop.reason == Reason.TOO_LARGE
     assert drop.detail.endswith("bytes, over the 400-byte limit")
     assert orjson.loads(drop.raw or b"")["auditID"] == "h"
+
+
+# --- a hostile envelope makes the body invalid JSON: the record boundary still holds -----
+
+def _raw_body(hostile: str) -> bytes:
+    """A body whose middle record holds `hostile` (JSON text) in properties.pod."""
+    rec = orjson.dumps(record(HEAD + TIME + "}")).decode()
+    bad = rec.replace('"properties":{', '"properties":{"pod":' + hostile + ",", 1)
+    return ('{"records":[' + ",".join([orjson.dumps(good("before")).decode(), bad,
+                                       orjson.dumps(good("after")).decode()]) + "]}").encode()
+
+
+@pytest.mark.parametrize(("hostile", "reason"), [
+    ('"\\ud800"', Reason.NOT_JSON),
+    ("NaN", Reason.NOT_JSON),
+    ("[" * 1100 + "]" * 1100, Reason.TOO_DEEP),
+    ('"x\\"],{}"', None),  # brackets and commas inside a string do not split
+])
+def test_a_hostile_envelope_costs_only_its_record(hostile: str, reason: Reason | None) -> None:
+    data = _raw_body(hostile)
+    batch = parse_documents([data])
+    check_invariants(batch)
+    ids = [e.audit_id for e in batch.events]
+    if reason is None:
+        assert ids == ["before", "h", "after"]
+        return
+    assert ids == ["before", "after"]
+    (drop,) = batch.drops
+    assert drop.reason == reason
+    assert drop.raw is not None and hostile.encode() in drop.raw  # the record, not the body
+    assert b"before" not in drop.raw
+
+
+def test_a_body_cut_short_delivers_its_whole_records() -> None:
+    data = _raw_body('"pod-1"')
+    batch = parse_documents([data[: data.index(b"after") + 20]])
+    check_invariants(batch)
+    assert [e.audit_id for e in batch.events] == ["before", "h"]
+    assert [d.reason for d in batch.drops] == [Reason.NOT_JSON]
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_after_a_records_opening_keep_the_invariants(tail: bytes) -> None:
+    check_invariants(parse_documents([b'{"records":[' + tail]))
+
+
+# --- reasons and the dedupe window --------------------------------------------------------
+
+def test_a_cut_log_whose_audit_id_is_not_a_string_is_missing_audit_id() -> None:
+    """The member is there, with a value that cannot identify the event: the same fault as
+    in a whole log, not an unrecoverable cut (docs/failure-modes.md)."""
+    cut = HEAD.replace('"auditID":"h"', '"auditID":NaN') + '"x":"cu'
+    batch = parse_documents([orjson.dumps({"records": [record(cut)]})])
+    assert [d.reason for d in batch.drops] == [Reason.MISSING_AUDIT_ID]
+    cut = HEAD.replace('"auditID":"h",', "") + '"x":"cu'
+    batch = parse_documents([orjson.dumps({"records": [record(cut)]})])
+    assert [d.reason for d in batch.drops] == [Reason.TRUNCATED_UNRECOVERABLE]
+
+
+def test_copies_of_an_event_that_was_not_delivered_are_not_duplicates() -> None:
+    """Three copies of an event whose auditID cannot be encoded: three dead letters, no
+    duplicate (it used to be one letter and two duplicates: two events vanished)."""
+    cut = HEAD.replace('"auditID":"h"', '"auditID":"\\ud800"') + TIME + ',"x":"cu'
+    hostile = record(cut)
+    batch = parse_documents([orjson.dumps({"records": [hostile, hostile, hostile]})])
+    assert [d.reason for d in batch.drops] == [Reason.MISSING_AUDIT_ID] * 3
+    big = record(HEAD.replace('"h"', '"big"') + '"requestObject":{"x":"' + "y" * 500 + '"},'
+                 + TIME + "}")
+    too_large = parse_documents([body(big, big)], max_event_bytes=500)
+    assert [e.audit_id for e in too_large.events] == ["before", "after"]
+    assert [d.reason for d in too_large.drops] == [Reason.TOO_LARGE] * 2
