@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LIB := build/libk8saudit-aks.so
 HOST := build/falco_host
 
-.PHONY: all plugin dist test run bench lint docs clean falco
+.PHONY: all plugin dist test run bench soak lint docs clean falco
 
 # Real Falco for the tests and `make run`: FALCO_BIN, else `falco` on PATH, else the one
 # ../shared/tools/falco/setup.sh unpacks into build/falco (where that folder exists).
@@ -81,6 +81,11 @@ bench: $(LIB) $(HOST) node_modules/.installed falco
 	$(PY) -m benchmarks.bench_pipeline
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_falco
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_aks_rules
+
+# The chaos soak (scripts/soak.py): 100,000 events, Falco SIGKILLs, storage outages, hostile
+# input; at most 10 minutes. `make test` runs a short one (tests/e2e/test_soak.py).
+soak: $(LIB) node_modules/.installed falco
+	$(WITH_FALCO) $(PY) -m scripts.soak
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
