@@ -63,6 +63,8 @@ class Plan:
     outages: int = 2
     outage_s: tuple[float, float] = (15.0, 25.0)
     hostile_messages: int = 33
+    rate: float = 400.0  # good events a second fed (0: as fast as the function takes them)
+    visibility_s: int = 60  # the plugin's: a killed Falco's messages reappear after this
     seconds: float = 600.0  # the whole run at most
 
 
@@ -210,14 +212,15 @@ def ingest_function(azurite: Azurite) -> Callable[[list[func.EventHubEvent]], No
 class Falco:
     """Real Falco draining the queue; killed and restarted at will; every alert counted."""
 
-    def __init__(self, binary: Path, azurite: Azurite, workdir: Path) -> None:
+    def __init__(self, binary: Path, azurite: Azurite, workdir: Path, visibility_s: int
+                 ) -> None:
         rules = workdir / "every_event.yaml"
         rules.write_text(EVERY_EVENT_RULE)
         init = {"queue_connection_string": azurite.connection_string,
                 "queue_name": NAMES["QUEUE_NAME"],
                 "deadletter_queue_name": NAMES["DEADLETTER_QUEUE_NAME"],
                 "claimcheck_container": NAMES["CLAIMCHECK_CONTAINER"],
-                "visibility_timeout_seconds": 10, "stats_interval_seconds": 10}
+                "visibility_timeout_seconds": visibility_s, "stats_interval_seconds": 10}
         settings = runner.config(binary, runner.PluginSpec(init_config=init), [rules],
                                  {"json_include_output_fields_property": True})
         self.config = workdir / "falco.yaml"
@@ -320,7 +323,7 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         try:
             function = ingest_function(azurite)
-            falco = Falco(binary, azurite, Path(tmp))
+            falco = Falco(binary, azurite, Path(tmp), plan.visibility_s)
             falco.start()
             queue = QueueClient.from_connection_string(azurite.connection_string,
                                                        NAMES["QUEUE_NAME"])
@@ -332,6 +335,7 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
             hostile_at = {len(batches) * k // max(1, plan.hostile_messages)
                           for k in range(plan.hostile_messages)}
             texts = iter(messages)
+            events_per_body = plan.events / len(all_bodies)
             say(f"soak: {plan.events} good events in {len(all_bodies)} bodies, "
                 f"{len(hostile)} hostile records, {len(messages)} hostile messages, "
                 f"{plan.kills} Falco SIGKILLs, {plan.outages} storage outages")
@@ -353,6 +357,9 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
                     if text is not None:
                         queue.send_message(text)
                 falco.sample_rss(started)
+                if plan.rate:  # a steady stream, as clusters send
+                    due = started + (n + 1) * BATCH_BODIES * events_per_body / plan.rate
+                    time.sleep(max(0.0, due - time.monotonic()))
             say(f"  {time.monotonic() - started:6.1f} s  fed; draining")
             while time.monotonic() < deadline:
                 falco.sample_rss(started)
@@ -457,12 +464,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=Plan.events)
     parser.add_argument("--kills", type=int, default=Plan.kills)
     parser.add_argument("--outages", type=int, default=Plan.outages)
+    parser.add_argument("--rate", type=float, default=Plan.rate,
+                        help="good events fed a second (0: as fast as possible)")
     parser.add_argument("--seconds", type=float, default=Plan.seconds)
     args = parser.parse_args()
     binary = runner.find_falco()
     if binary is None:
         sys.exit("soak: no Falco (FALCO_BIN, falco on PATH, or make falco)")
-    plan = Plan(events=args.events, kills=args.kills, outages=args.outages,
+    plan = Plan(events=args.events, kills=args.kills, outages=args.outages, rate=args.rate,
                 hostile_messages=max(1, args.events // 3000), seconds=args.seconds)
     result = run(plan, binary)
     print(report(result))

@@ -26,7 +26,7 @@ def test_a_short_soak_loses_nothing_and_puts_every_hostile_item_where_documented
         falco: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="k8saudit.ingest")  # the outage's retries
     plan = soak.Plan(events=3_000, kills=1, outages=1, outage_s=(3.0, 5.0),
-                     hostile_messages=8, seconds=240)
+                     hostile_messages=8, rate=0, visibility_s=10, seconds=240)
     result = soak.run(plan, falco, say=lambda _: None)
     text = soak.report(result)
     assert result.ok, text

@@ -52,7 +52,14 @@ log = logging.getLogger("k8saudit-aks.queue")
 
 WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
-MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+# Read-ahead: what a crashed Falco gets again (duplicates) and what the buffer holds in
+# memory. One poll ahead keeps Falco busy while the next receive is in flight.
+MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+HELD_POLLS = 2
+# Longest pause between tries while storage is down: once it is back, messages Falco has
+# consumed are deleted within this long (a Falco killed before their delete gets them
+# again). One try per 5 s is no load on a storage account.
+RECONNECT_MAX_S = 5.0
 CLOSE_TIMEOUT_S = 5.0                # close() waits this long for the last deletes
 BACKLOG_EVERY_S = 30.0               # queue length and oldest message age, for metrics
 BACKLOG_GROWING_CHECKS = 4           # rises in a row before a warning (2 minutes)
@@ -111,7 +118,7 @@ class QueueInstance(Source):
                     if common.rate_limit_events_per_second else None),
             deduper=Deduper(common.dedupe_window))
         self.visibility = mode.visibility_timeout_seconds
-        self.max_held = 4 * mode.max_messages_per_poll
+        self.max_held = HELD_POLLS * mode.max_messages_per_poll
         # Shared between the threads, under _lock.
         self._ready_cond = threading.Condition(self._lock)
         self._ready: collections.deque[tuple[Held, list[AuditEvent]]] = collections.deque()
@@ -128,7 +135,7 @@ class QueueInstance(Source):
         self._deleting: list[Held] = []
         self._blobs: list[str] = []
         self._idle = IDLE_POLL_S[0]
-        self.backoff = Backoff(log)
+        self.backoff = Backoff(log, max_s=RECONNECT_MAX_S)
         self._op = "start"
         self._close_deadline = float("inf")
         self._next_backlog = 0.0
