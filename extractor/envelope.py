@@ -14,7 +14,8 @@ caller can count it and dead-letter what deserves it. See ``docs/normalization.m
 from __future__ import annotations
 
 import re
-from collections import Counter, OrderedDict
+from array import array
+from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,41 +108,49 @@ class Batch:
 
 
 class Deduper:
-    """Bounded LRU of event keys: the one dedupe of every path (the function, each plugin
-    source), `dedupe_window` keys wide; 0 turns it off.
+    """The last `capacity` event keys seen: the one dedupe of every path (the function, each
+    plugin source), `dedupe_window` keys wide; 0 turns it off.
 
     Bounded because it lives as long as the process (Function host, Falco plugin) and must
     catch the ``kube-audit`` / ``kube-audit-admin`` copies and queue redeliveries without
-    growing with traffic.
+    growing with traffic; compact because it is large: a key is kept as its 64-bit hash
+    (the str hashes Python keys per process, so input cannot aim a collision) in a set and
+    a ring, about 90 bytes whatever the key's length (`benchmarks/bench_memory.py` measures
+    it). The oldest key leaves first.
     """
 
-    __slots__ = ("_capacity", "_keys")
+    __slots__ = ("_capacity", "_next", "_ring", "_set")
 
     def __init__(self, capacity: int = DEFAULT_DEDUPE_WINDOW) -> None:
         if capacity < 0:
             raise ValueError("capacity must be 0 (off) or more")
         self._capacity = capacity
-        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._set: set[int] = set()
+        self._ring = array("q")  # the hashes in arrival order, `capacity` at most
+        self._next = 0  # the ring slot the next key takes once the ring is full
 
     def __contains__(self, key: Hashable) -> bool:
         """Whether ``key`` is in the window (without recording it)."""
-        return key in self._keys
+        return hash(key) in self._set
 
     def seen(self, key: Hashable) -> bool:
         """Record ``key``; return True when it was already in the window."""
         if not self._capacity:
             return False
-        keys = self._keys
-        if key in keys:
-            keys.move_to_end(key)
+        digest = hash(key)
+        if digest in self._set:
             return True
-        keys[key] = None
-        if len(keys) > self._capacity:
-            keys.popitem(last=False)
+        self._set.add(digest)
+        if len(self._ring) < self._capacity:
+            self._ring.append(digest)
+            return False
+        self._set.discard(self._ring[self._next])
+        self._ring[self._next] = digest
+        self._next = (self._next + 1) % self._capacity
         return False
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._set)
 
 
 _CLUSTER_RE = re.compile(r"/managedclusters/([^/]+)", re.IGNORECASE)
@@ -404,7 +413,6 @@ class _Walker:
         audit_id, stage = event["auditID"], event["stage"]
         key = (cluster, audit_id, stage)
         if key in self.deduper:
-            self.deduper.seen(key)  # refreshed: it stays in the window
             self.drop(Reason.DUPLICATE, f"{audit_id!r} {stage!r}")
             return False
         data, omitted = _encode(event, (cluster, self.authoritative), marks or {},

@@ -25,6 +25,7 @@ from azure.storage.queue import QueueClient
 import tests
 from harness import falco, host
 from harness.azurite import Azurite
+from harness.function import ingest_function
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = [ROOT / "samples" / "eventhub-bodies.jsonl", ROOT / "samples" / "attack-story.jsonl"]
@@ -49,12 +50,10 @@ def event_hub_events(paths: list[Path]) -> list[func.EventHubEvent]:
 
 def ingest(azurite: Azurite, samples: list[Path]) -> None:
     os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES})
-    import function_app  # reads its app settings on first use, as the Functions host would
+    import function_app
 
     function_app.ingestor().ensure_resources()
-    (function,) = [f for f in function_app.app.get_functions()
-                   if f.get_function_name() == "ingest_audit"]
-    function.get_user_function()(event_hub_events(samples))
+    ingest_function().get_user_function()(event_hub_events(samples))
 
 
 def plugin_config(azurite: Azurite) -> str:

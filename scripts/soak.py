@@ -38,6 +38,7 @@ from azure.storage.queue import QueueClient
 
 from harness import falco as runner
 from harness.azurite import Azurite
+from harness.function import ingest_function
 
 NAMES = {"QUEUE_NAME": "soak", "DEADLETTER_QUEUE_NAME": "soak-deadletter",
          "CLAIMCHECK_CONTAINER": "soak-claims"}
@@ -197,15 +198,16 @@ def hostile_messages(count: int) -> dict[str, str]:
 
 # --- the moving parts ------------------------------------------------------------------
 
-def ingest_function(azurite: Azurite) -> Callable[[list[func.EventHubEvent]], None]:
+def ingest_entry(azurite: Azurite) -> Callable[[list[func.EventHubEvent]], None]:
+    """The function's own entry point, its app settings pointing at Azurite."""
     os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES,
                        "STORAGE_RETRY_TOTAL": "0", "rate_limit_events_per_second": "0"})
-    import function_app  # reads its app settings on first use, as the Functions host would
+    import function_app
 
+    function_app.ingestor.cache_clear()  # the settings above, not an earlier run's
     function_app.ingestor().ensure_resources()
-    (function,) = [f for f in function_app.app.get_functions()
-                   if f.get_function_name() == "ingest_audit"]
-    user_function: Callable[[list[func.EventHubEvent]], None] = function.get_user_function()
+    user_function: Callable[[list[func.EventHubEvent]], None] = (
+        ingest_function().get_user_function())
     return user_function
 
 
@@ -322,7 +324,7 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
     azurite.start()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         try:
-            function = ingest_function(azurite)
+            function = ingest_entry(azurite)
             falco = Falco(binary, azurite, Path(tmp), plan.visibility_s)
             falco.start()
             queue = QueueClient.from_connection_string(azurite.connection_string,

@@ -11,6 +11,7 @@ import pytest
 
 from extractor.envelope import (
     CLUSTER_ANNOTATION,
+    DEFAULT_DEDUPE_WINDOW,
     DELIVERED,
     EVENT_CLUSTER_ANNOTATION,
     ORIGINAL_ANNOTATIONS,
@@ -280,13 +281,35 @@ def test_event_time_falls_back(fields: dict[str, Any], nanos: int) -> None:
 
 # --- dedupe -----------------------------------------------------------------------------
 
-def test_deduper_window_is_bounded_lru() -> None:
+def test_deduper_window_holds_the_last_keys() -> None:
     deduper = Deduper(capacity=2)
     assert [deduper.seen(k) for k in "aba"] == [False, False, True]
-    assert deduper.seen("c") is False  # evicts b, the least recently seen
+    assert deduper.seen("c") is False  # evicts a, the oldest
     assert len(deduper) == 2
-    assert deduper.seen("a") is True
-    assert deduper.seen("b") is False
+    assert "a" not in deduper and "b" in deduper and "c" in deduper
+    assert deduper.seen("b") is True
+    assert deduper.seen("a") is False  # back in, evicting b
+    assert [k in deduper for k in "abc"] == [True, False, True]
+
+
+def test_deduper_keys_of_any_length_cost_the_same() -> None:
+    """A key is its hash: the window's memory does not follow the keys' length."""
+    import tracemalloc
+
+    def cost(length: int) -> float:
+        """Bytes a key in a full window of the default size, set and ring included."""
+        tracemalloc.start()
+        deduper = Deduper(capacity=DEFAULT_DEDUPE_WINDOW)
+        for i in range(DEFAULT_DEDUPE_WINDOW):
+            deduper.seen(("cluster", f"{i:0{length}d}", "ResponseComplete"))
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert len(deduper) == DEFAULT_DEDUPE_WINDOW
+        return size / DEFAULT_DEDUPE_WINDOW
+
+    short, long = cost(8), cost(500)
+    assert long < short * 1.05
+    assert short < 100  # measured: 86 (a window of tuples of strings: 250 and up)
 
 
 def test_a_window_of_zero_turns_dedupe_off_and_a_negative_one_is_refused() -> None:

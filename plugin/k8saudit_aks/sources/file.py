@@ -1,19 +1,26 @@
-"""Replay audit logs from files: raw audit events, Event Hub bodies, storage archives.
+"""Replay audit logs from files: raw audit events, Event Hub bodies, storage archives, and
+gzip-compressed copies of them.
 
-Everything a file holds goes through the same envelope code as the ingest function, so a
-replay shows exactly what the live pipeline would deliver. Unreadable records are skipped
-and counted, never fatal; the capture ends with EOF. Events are handed to Falco as the live
-sources hand them (`handover.py`): at most 256 a batch, oversized ones logged and counted,
-an event without a known time stamped with the current time.
+Files are read in bounded chunks (`extractor.documents`): memory does not grow with the
+file, and the first events reach Falco before a file is read to its end. Everything a file
+holds goes through the same envelope code as the ingest function, so a replay shows exactly
+what the live pipeline would deliver. Unreadable records are skipped and counted, never
+fatal; the capture ends with EOF. Events are handed to Falco as the live sources hand them
+(`handover.py`): at most 256 a batch, an event without a known time stamped with the
+current time. Progress is the share of the files' bytes read.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
-from extractor.envelope import AuditEvent, Deduper, parse_documents, split_documents
+from extractor.documents import Document, Readable, TooLarge, documents
+from extractor.envelope import AuditEvent, Deduper, parse_documents
 from plugin.k8saudit_aks.config import Common
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
@@ -33,12 +40,21 @@ def replay_files(path: Path) -> list[Path]:
     raise PluginError(f"open params: no such file or directory: {path}")
 
 
+def document_bound(max_event_size: int) -> int:
+    """The largest document held: a record whose `properties.log` is an event of the
+    largest size, every character of it escaped (\\" for "), and its envelope."""
+    return 2 * max_event_size + 64 * 1024
+
+
 class FileInstance(Source):
     def __init__(self, path: Path, common: Common) -> None:
         self.files = replay_files(path)
         self.common = common
         self.stats = Stats(f"file:{path}", common.stats_interval_seconds)
         self.done_files = 0
+        self.total_bytes = sum(f.stat().st_size for f in self.files) or 1
+        self.done_bytes = 0
+        self._reading: BinaryIO | None = None
         self.handover: Handover[None] = Handover()
         self._chunks = self._read()
 
@@ -47,23 +63,48 @@ class FileInstance(Source):
             # One dedupe window a file: a replay of a directory shows every file in full.
             deduper = Deduper(self.common.dedupe_window)
             try:
-                documents = split_documents(file.read_bytes())
-            except OSError as exc:  # one unreadable file does not end the replay
-                log.error("%s: not replayed: %s", file, exc)
+                with file.open("rb") as raw:
+                    self._reading = raw
+                    gzipped = raw.read(2) == b"\x1f\x8b"
+                    raw.seek(0)
+                    stream: Readable = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+                    found = documents(stream, document_bound(self.common.max_event_size))
+                    yield from self._parse(file, found, deduper)
+            except (OSError, EOFError, zlib.error) as exc:  # one bad file ends only itself
+                log.error("%s: not replayed (from byte %d on): %s", file,
+                          self._reading.tell() if self._reading else 0, exc)
                 self.stats.skipped("unreadable_file")
-                documents = []
-            for start in range(0, len(documents), BATCH_DOCUMENTS):
-                batch = parse_documents(
-                    documents[start:start + BATCH_DOCUMENTS],
-                    categories=self.common.accepted_categories,
-                    deduper=deduper,
-                    max_event_bytes=self.common.max_event_size,
-                )
-                where = f"{file} (documents {start + 1}-{start + BATCH_DOCUMENTS})"
-                self.stats.parsed(batch, where)  # the file keeps a drop: a log line is its letter
-                if batch.events:
-                    yield batch.events
+            self._reading = None
+            self.done_bytes += file.stat().st_size
             self.done_files += 1
+
+    def _parse(self, file: Path, found: Iterable[Document], deduper: Deduper
+               ) -> Iterator[list[AuditEvent]]:
+        batch: list[bytes] = []
+        first = 1  # the number of the batch's first document in the file
+        for number, document in enumerate(found, 1):
+            if isinstance(document, TooLarge):  # the file keeps it: the log line is its letter
+                log.warning("%s: document %d, %s, skipped: larger than %d bytes (too_large)",
+                            file, number, document, document_bound(self.common.max_event_size))
+                self.stats.skipped("too_large")
+                continue
+            if not batch:
+                first = number
+            batch.append(document)
+            if len(batch) == BATCH_DOCUMENTS:
+                yield from self._events(file, batch, first, number, deduper)
+                batch = []
+        if batch:
+            yield from self._events(file, batch, first, first + len(batch) - 1, deduper)
+
+    def _events(self, file: Path, batch: list[bytes], first: int, last: int,
+                deduper: Deduper) -> Iterator[list[AuditEvent]]:
+        parsed = parse_documents(batch, categories=self.common.accepted_categories,
+                                 deduper=deduper, max_event_bytes=self.common.max_event_size)
+        where = f"{file} (documents {first}-{last})"
+        self.stats.parsed(parsed, where)  # the file keeps a drop: a log line is its letter
+        if parsed.events:
+            yield parsed.events
 
     def next_batch(self) -> Sequence[Event]:
         self.stats.maybe_report()
@@ -79,8 +120,9 @@ class FileInstance(Source):
             self.handover.add(None, chunk)
 
     def progress(self) -> tuple[float, str]:
-        pct = 100.0 * self.done_files / len(self.files) if self.files else 100.0
-        return pct, f"{self.done_files}/{len(self.files)} files"
+        read = self.done_bytes + (self._reading.tell() if self._reading else 0)
+        pct = min(100.0, 100.0 * read / self.total_bytes)
+        return pct, f"{self.done_files}/{len(self.files)} files, {pct:.1f}% of the bytes"
 
     def close(self) -> None:
         log.info("%s", self.stats.line())

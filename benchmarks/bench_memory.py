@@ -1,0 +1,144 @@
+"""Max RSS of real Falco with the official rules, this plugin against upstream k8saudit:
+file replay of 20,000 and 100,000 distinct audit events (JSON lines, and the 100,000 again
+gzip-compressed), and a queue-mode drain of 100,000 events on Azurite with the default
+dedupe window. Goal (issue 18): under 64 MiB each, within 10% between the two file sizes.
+
+Upstream's file source paces itself (about 90 ms an event), so upstream is measured over
+its first 20 s of the same files: its memory does not grow with the file either. The
+dedupe window's bytes per key are measured in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import signal
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from azure.storage.queue import QueueClient
+
+from extractor.envelope import DEFAULT_DEDUPE_WINDOW, AuditEvent, Deduper
+from extractor.message import pack
+from harness import falco as runner
+from harness.azurite import Azurite
+from tests import FIXTURES, OFFICIAL_RULES
+
+GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
+UPSTREAM_SECONDS = 20.0
+GOAL_MIB = 64
+
+
+def distinct_events(n: int) -> list[bytes]:
+    """`n` audit events: the generated ones again and again, each with its own auditID."""
+    base = [orjson.loads(line) for line in GENERATED.read_bytes().splitlines() if line]
+    out = []
+    for i in range(n):
+        event = dict(base[i % len(base)], auditID=f"mem-{i:08d}")
+        out.append(orjson.dumps(event))
+    return out
+
+
+def max_rss_mib(args: list[str], *, until: Callable[[], bool] | None = None,
+                seconds: float = 600) -> tuple[float, float]:
+    """Run `args` to its end (or until `until()`, or `seconds`: then SIGINT); its peak RSS
+    in MiB and the wall time. The peak is the kernel's VmHWM of the running process, read
+    until it exits (wait4's ru_maxrss would count this Python's RSS at fork time)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status = Path(f"/proc/{proc.pid}/status")
+    peak_kib = 0
+    stopped = False
+    while proc.poll() is None:
+        with contextlib.suppress(OSError, StopIteration):  # not started, or gone
+            peak_kib = max(peak_kib, next(int(line.split()[1]) for line in
+                                          status.read_text().splitlines()
+                                          if line.startswith("VmHWM:")))
+        if not stopped and ((until is not None and until())
+                            or time.monotonic() - started > seconds):
+            proc.send_signal(signal.SIGINT)
+            stopped = True
+        time.sleep(0.1)
+    return peak_kib / 1024, time.monotonic() - started
+
+
+def falco_args(falco: Path, plugin: runner.PluginSpec, workdir: Path) -> list[str]:
+    config = workdir / f"falco-{plugin.name}-{abs(hash(plugin.open_params))}.yaml"
+    config.write_text(json.dumps(runner.config(falco, plugin, [OFFICIAL_RULES])))
+    return [str(falco), "-c", str(config), "--disable-source=syscall"]
+
+
+def dedupe_bytes_per_key() -> float:
+    tracemalloc.start()
+    deduper = Deduper(DEFAULT_DEDUPE_WINDOW)
+    for i in range(DEFAULT_DEDUPE_WINDOW):
+        deduper.seen(("aks-prod-weu", f"{i:036d}", "ResponseComplete"))
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return size / DEFAULT_DEDUPE_WINDOW
+
+
+def queue_drain(falco: Path, workdir: Path, events: list[bytes]) -> tuple[float, float]:
+    azurite = Azurite()
+    azurite.start()
+    try:
+        queue = QueueClient.from_connection_string(azurite.connection_string, "membench")
+        queue.create_queue()
+        audit = [AuditEvent(data, 1_796_000_000_000_000_000 + i, f"mem-{i:08d}",
+                            "ResponseComplete", "aks-mem") for i, data in enumerate(events)]
+        for message in pack(audit):
+            queue.send_message(message.text)
+        init = {"queue_name": "membench", "queue_connection_string": azurite.connection_string}
+        args = falco_args(falco, runner.PluginSpec(init_config=init), workdir)
+        return max_rss_mib(
+            args, until=lambda: queue.get_queue_properties().approximate_message_count == 0)
+    finally:
+        azurite.close()
+
+
+def main() -> None:
+    falco = runner.find_falco()
+    if falco is None:
+        raise SystemExit("bench_memory: no Falco (FALCO_BIN or make falco)")
+    upstream = falco.resolve().parent.parent / "plugins" / "libk8saudit.so"
+    print(f"dedupe window: {dedupe_bytes_per_key():.0f} bytes a key "
+          f"({DEFAULT_DEDUPE_WINDOW} keys)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        workdir = Path(tmp)
+        events = distinct_events(100_000)
+        files = {}
+        for n in (20_000, 100_000):
+            files[f"{n:,} events"] = workdir / f"events-{n}.jsonl"
+            files[f"{n:,} events"].write_bytes(b"\n".join(events[:n]) + b"\n")
+        gz = workdir / "events-100000.jsonl.gz"
+        gz.write_bytes(gzip.compress(files["100,000 events"].read_bytes(), 6))
+        files["100,000 events, gzip"] = gz
+        for name, path in files.items():
+            size = path.stat().st_size / 2**20
+            ours = max_rss_mib(falco_args(falco, runner.PluginSpec(open_params=str(path)),
+                                          workdir))
+            theirs = (max_rss_mib(falco_args(falco, runner.PluginSpec(
+                "k8saudit", upstream, "", str(path)), workdir), seconds=UPSTREAM_SECONDS)
+                if upstream.is_file() and not name.endswith("gzip") else None)
+            rows.append((f"file replay, {name} ({size:.0f} MiB)", ours, theirs))
+        rows.append(("queue drain, 100,000 events (Azurite, default window)",
+                     queue_drain(falco, workdir, events), None))
+    print(f"{'run':62} {'this plugin':>22} {'upstream k8saudit 0.18.0':>26}")
+    for name, (rss, seconds), theirs in rows:
+        other = f"{theirs[0]:.1f} MiB (first {theirs[1]:.0f} s)" if theirs else "-"
+        print(f"{name:62} {rss:6.1f} MiB in {seconds:5.1f} s {other:>26}")
+    small, large = rows[0][1][0], rows[1][1][0]
+    met = max(r[1][0] for r in rows) < GOAL_MIB and large <= small * 1.1
+    print(f"100,000 against 20,000 events: {large / small:.2f}x; goal (under {GOAL_MIB} MiB "
+          f"each, within 10%): {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
