@@ -10,15 +10,10 @@ dedupe window's bytes per key are measured in the same process.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import signal
-import subprocess
 import tempfile
-import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -28,6 +23,7 @@ from extractor.envelope import DEFAULT_DEDUPE_WINDOW, AuditEvent, Deduper
 from extractor.message import pack
 from harness import falco as runner
 from harness.azurite import Azurite
+from harness.memory import peak_rss_mib
 from tests import FIXTURES, OFFICIAL_RULES
 
 GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
@@ -43,29 +39,6 @@ def distinct_events(n: int) -> list[bytes]:
         event = dict(base[i % len(base)], auditID=f"mem-{i:08d}")
         out.append(orjson.dumps(event))
     return out
-
-
-def max_rss_mib(args: list[str], *, until: Callable[[], bool] | None = None,
-                seconds: float = 600) -> tuple[float, float]:
-    """Run `args` to its end (or until `until()`, or `seconds`: then SIGINT); its peak RSS
-    in MiB and the wall time. The peak is the kernel's VmHWM of the running process, read
-    until it exits (wait4's ru_maxrss would count this Python's RSS at fork time)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status = Path(f"/proc/{proc.pid}/status")
-    peak_kib = 0
-    stopped = False
-    while proc.poll() is None:
-        with contextlib.suppress(OSError, StopIteration):  # not started, or gone
-            peak_kib = max(peak_kib, next(int(line.split()[1]) for line in
-                                          status.read_text().splitlines()
-                                          if line.startswith("VmHWM:")))
-        if not stopped and ((until is not None and until())
-                            or time.monotonic() - started > seconds):
-            proc.send_signal(signal.SIGINT)
-            stopped = True
-        time.sleep(0.1)
-    return peak_kib / 1024, time.monotonic() - started
 
 
 def falco_args(falco: Path, plugin: runner.PluginSpec, workdir: Path) -> list[str]:
@@ -96,7 +69,7 @@ def queue_drain(falco: Path, workdir: Path, events: list[bytes]) -> tuple[float,
             queue.send_message(message.text)
         init = {"queue_name": "membench", "queue_connection_string": azurite.connection_string}
         args = falco_args(falco, runner.PluginSpec(init_config=init), workdir)
-        return max_rss_mib(
+        return peak_rss_mib(
             args, until=lambda: queue.get_queue_properties().approximate_message_count == 0)
     finally:
         azurite.close()
@@ -122,9 +95,9 @@ def main() -> None:
         files["100,000 events, gzip"] = gz
         for name, path in files.items():
             size = path.stat().st_size / 2**20
-            ours = max_rss_mib(falco_args(falco, runner.PluginSpec(open_params=str(path)),
+            ours = peak_rss_mib(falco_args(falco, runner.PluginSpec(open_params=str(path)),
                                           workdir))
-            theirs = (max_rss_mib(falco_args(falco, runner.PluginSpec(
+            theirs = (peak_rss_mib(falco_args(falco, runner.PluginSpec(
                 "k8saudit", upstream, "", str(path)), workdir), seconds=UPSTREAM_SECONDS)
                 if upstream.is_file() and not name.endswith("gzip") else None)
             rows.append((f"file replay, {name} ({size:.0f} MiB)", ours, theirs))

@@ -14,6 +14,7 @@ from extractor.envelope import (
     parse_timestamp_ns,
 )
 from harness import host
+from harness.memory import peak_rss_mib
 from tests import FIXTURES
 from tests.aks_fixture import expected_rows
 
@@ -194,3 +195,24 @@ def test_counters_reach_plugin_get_metrics() -> None:
     assert metrics["received"] == [51, "u64", 0]
     assert metrics["skipped.not_audit_event"] == [1, "u64", 0]  # fal_01_003
     assert metrics["seconds_since_last_receive"][1:] == ["d", 1]  # gauge: double
+
+
+def test_replay_memory_does_not_follow_the_file(tmp_path: Path) -> None:
+    """Streaming: the host's peak RSS replaying 50,000 events (40 MiB) is that of 5,000
+    (a whole-file read would add the file and its documents). The dedupe window is kept
+    small here so that only the reading is measured; its own cost per key is checked in
+    tests/extractor/test_envelope.py."""
+    base = source_events(TRACES)[0]
+    config = orjson.dumps({"dedupe_window": 1000}).decode()
+    requests = tmp_path / "none.req"
+    requests.write_text("")
+    peaks = []
+    for n in (5_000, 50_000):
+        path = tmp_path / f"events-{n}.jsonl"
+        with path.open("wb") as out:
+            for i in range(n):
+                out.write(orjson.dumps({**base, "auditID": f"m-{i}", "pad": "x" * 800}) + b"\n")
+        peak, _ = peak_rss_mib([str(host.HOST), str(host.LIB), "capture", config, str(path),
+                                str(requests), "-1", "100"], env={})
+        peaks.append(peak)
+    assert peaks[1] < peaks[0] * 1.1, peaks
