@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import falco as falco_runner
 from harness.azurite import Azurite
 from tests.infra import image_build
 
@@ -42,3 +43,14 @@ def image_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return stage / "build"
+
+
+@pytest.fixture(scope="session")
+def falco() -> Path:
+    """Real Falco: FALCO_BIN, else `falco` on PATH; the test skips with that reason when
+    neither is there (`make test` unpacks ../shared/tools/falco and sets FALCO_BIN)."""
+    found = falco_runner.find_falco()
+    if found is None:
+        pytest.skip("no Falco: set FALCO_BIN or put falco on PATH "
+                    "(../shared/tools/falco/setup.sh DIR unpacks one)")
+    return found

@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import falco as runner
 from scripts import soak
-
-
-@pytest.fixture
-def falco() -> Path:
-    found = runner.find_falco()
-    if found is None:
-        pytest.skip("no Falco: set FALCO_BIN or put falco on PATH")
-    return found
 
 
 def test_a_short_soak_loses_nothing_and_puts_every_hostile_item_where_documented(

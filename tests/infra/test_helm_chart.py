@@ -131,13 +131,6 @@ def test_managed_prometheus_selects_the_metrics_service(
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
 
 
-@pytest.fixture
-def falco() -> Path:
-    found = runner.find_falco()
-    if found is None:
-        pytest.skip("no Falco: set FALCO_BIN or put falco on PATH")
-    return found
-
 
 @pytest.fixture
 def empty_dir(tmp_path: Path) -> Iterator[Path]:
