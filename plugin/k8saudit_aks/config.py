@@ -54,7 +54,8 @@ class Common:
     )
     dedupe_window: int = _opt(
         100_000, "How many recent (cluster, auditID, stage) keys are remembered to drop "
-        "kube-audit-admin copies and redeliveries (about 30 bytes each, allocated whole); 0 turns dedupe off.",
+        "kube-audit-admin copies and redeliveries (about 30 bytes each, allocated whole); "
+        "0 turns dedupe off.",
         minimum=0,
     )
     stats_interval_seconds: float = _opt(
@@ -122,7 +123,9 @@ class QueueMode:
         "(a crashed reader's messages reappear after at most this long).",
         minimum=1,
     )
-    max_messages_per_poll: int = _opt(32, "Messages fetched per receive call.", minimum=1,
+    max_messages_per_poll: int = _opt(16, "Messages fetched per receive call (16: as fast as "
+                                      "Falco with the official rules drains, with half the "
+                                      "memory of 32).", minimum=1,
                                       maximum=32)
     max_dequeue_count: int = _opt(
         5, "A message that failed this many receives (a claim-check blob that cannot be "

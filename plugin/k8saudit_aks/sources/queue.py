@@ -54,7 +54,7 @@ WORKER_TICK_S = 1.0                  # longest the worker sleeps between checks
 IDLE_POLL_S = (0.05, 1.0)            # pause after an empty receive: first, doubling to
 # Read-ahead: what a crashed Falco gets again (duplicates) and what the buffer holds in
 # memory. One poll ahead keeps Falco busy while the next receive is in flight.
-MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 HELD_POLLS = 2
 # Longest pause between tries while storage is down: once it is back, messages Falco has
 # consumed are deleted within this long (a Falco killed before their delete gets them
