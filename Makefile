@@ -82,6 +82,7 @@ bench: $(LIB) $(HOST) node_modules/.installed falco
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_falco
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_aks_rules
 	$(WITH_FALCO) $(PY) -m benchmarks.bench_memory
+	$(PY) -m benchmarks.bench_cost
 
 # The chaos soak (scripts/soak.py): 100,000 events, Falco SIGKILLs, storage outages, hostile
 # input; at most 10 minutes. `make test` runs a short one (tests/e2e/test_soak.py).

@@ -116,13 +116,17 @@ class Pipeline:
 STATS_LINE = re.compile(r"stats source=queue:\S+ (.*)")
 
 
+GAUGES = {"queue_backlog_messages", "queue_oldest_message_age", "seconds_since_last_receive"}
+
+
 def stats_of(stderr: str) -> Counter[str]:
-    """Counters of the last stats line (close() logs one)."""
+    """Counters of the last stats line (close() logs one); gauges (seconds, lengths) are
+    not counters and are left out."""
     lines = STATS_LINE.findall(stderr)
     if not lines:
         return Counter()
     return Counter({k: int(v) for k, v in (p.split("=") for p in lines[-1].split())
-                    if k != "seconds_since_last_receive"})
+                    if k not in GAUGES})
 
 
 @dataclass
