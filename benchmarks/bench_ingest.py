@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import orjson
 
+from extractor.documents import split as documents_of
 from extractor.envelope import SALVAGED, TRUNCATED_ANNOTATION, Reason, parse_documents
-from extractor.envelope import split_documents as documents_of
 from extractor.message import pack
 from tests import FIXTURES
 

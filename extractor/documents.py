@@ -6,10 +6,14 @@ A file holds JSON lines (raw audit events, Event Hub bodies, a storage archive's
 Hub body `{"records": [...]}`, an `EventList` `{"items": [...]}`, or a single pretty-printed
 event. The elements of such an array are yielded one by one; any other value whole. A
 document larger than `max_bytes` is not held: it is yielded as a :class:`TooLarge`.
+
+The same split serves bytes already in memory (`split`): the envelope walker splits an
+Event Hub body that is not JSON as a whole with it, so one hostile record costs itself.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +57,11 @@ def documents(stream: Readable, max_bytes: int) -> Iterator[Document]:
     if first_line[:1] in (b"[", b"{") and not _is_json(first_line):
         return _Value(stream, head, max_bytes).documents()
     return _lines(stream, head, max_bytes)
+
+
+def split(data: bytes) -> list[bytes]:
+    """The documents of bytes held in memory, as `documents` finds them in a file."""
+    return [d for d in documents(io.BytesIO(data), len(data) + 1) if isinstance(d, bytes)]
 
 
 def _is_json(data: bytes) -> bool:
@@ -101,7 +110,7 @@ class _Value:
         pos = 0
         while True:
             match = _TOKEN.search(self.data, pos)
-            if match is None or match.lastgroup == "escape" or match.group("cut"):
+            if match is None or match.lastgroup == "cut":
                 pos = self._more(pos, match)
                 if pos < 0:
                     break

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from extractor.deadletter import describe, json_safe
+from extractor.documents import split
 from extractor.numbers import Numbers, suspect
-from extractor.records import split_records
 from extractor.salvage import Salvaged, salvage
 
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
@@ -116,7 +116,7 @@ class Deduper:
     growing with traffic; compact and allocated whole because it is large: a key is kept as
     its 64-bit hash (the str hashes Python keys per process, so input cannot aim a
     collision) in an open-addressing table of twice the capacity and in a ring of arrival
-    order, 24-28 bytes a key whatever its length, all of it taken up front. The oldest key
+    order, 24-31 bytes a key whatever its length, all of it taken up front. The oldest key
     leaves first.
     """
 
@@ -240,16 +240,6 @@ def too_large_detail(audit_id: str, stage: str, size: int, max_bytes: int) -> st
     return f"event {audit_id!r} {stage!r}: {size} bytes, over the {max_bytes}-byte limit"
 
 
-def split_documents(data: bytes) -> list[bytes]:
-    """A whole file as documents: itself when it is one JSON value (Event Hub body, array,
-    EventList), else its non-blank lines (storage archive, JSON lines)."""
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return [line for line in data.splitlines() if line.strip()]
-    return [data]
-
-
 def parse_documents(
     documents: Iterable[bytes],
     *,
@@ -310,16 +300,15 @@ class _Walker:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            records = split_records(data)
-            if records is None:  # not a {"records": [...]} body: the document is the item
+            pieces = split(data)  # a body's records, each on its own: one costs itself
+            if not pieces:
                 self.not_json(exc, data)
-                return
-            for record in records:  # one bad record costs itself, not its body
-                self.source = record
+            for piece in pieces:
+                self.source = piece
                 try:
-                    value = orjson.loads(record)
-                except orjson.JSONDecodeError as record_exc:
-                    self.not_json(record_exc, record)
+                    value = orjson.loads(piece)
+                except orjson.JSONDecodeError as piece_exc:
+                    self.not_json(piece_exc, piece)
                     continue
                 self.value(value, self.fallback_cluster, 1)
             return

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extractor.documents import split
 from extractor.envelope import (
     CLUSTER_ANNOTATION,
     DEFAULT_DEDUPE_WINDOW,
@@ -26,7 +27,6 @@ from extractor.envelope import (
     cluster_from_resource_id,
     parse_documents,
     parse_timestamp_ns,
-    split_documents,
     with_fallback_cluster,
 )
 from extractor.numbers import Numbers
@@ -75,9 +75,9 @@ SHAPES = [
     ("array of events", [dumps([event("a"), event("b")])], ["a", "b"]),
     ("array of records", [dumps([record(log_of(event("a"))), record(log_of(event("b")))])],
      ["a", "b"]),
-    ("pretty file", split_documents(orjson.dumps([event("a")], option=orjson.OPT_INDENT_2)),
+    ("pretty file", split(orjson.dumps([event("a")], option=orjson.OPT_INDENT_2)),
      ["a"]),
-    ("json lines file", split_documents(dumps(event("a")) + b"\n\n" + dumps(event("b"))),
+    ("json lines file", split(dumps(event("a")) + b"\n\n" + dumps(event("b"))),
      ["a", "b"]),
 ]
 
@@ -436,7 +436,7 @@ def test_fixture_salvage_rate() -> None:
 
 
 def test_storage_archive_matches_the_event_hub_bodies_it_came_from() -> None:
-    archive = parse_documents(split_documents((AKS / "storage-archive-PT1H.json").read_bytes()))
+    archive = parse_documents(split((AKS / "storage-archive-PT1H.json").read_bytes()))
     bodies = parse_documents((AKS / "eventhub-bodies.jsonl").read_bytes().splitlines()[:20])
     assert archive.events == bodies.events
     assert archive.counts == bodies.counts

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.envelope import AuditEvent, parse_documents, split_documents
+from extractor.documents import split
+from extractor.envelope import AuditEvent, parse_documents
 from extractor.message import (
     DEFAULT_LIMITS,
     BlobRef,
@@ -34,7 +35,7 @@ GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
 
 @pytest.fixture(scope="module")
 def generated() -> list[AuditEvent]:
-    documents = split_documents(GENERATED.read_bytes())
+    documents = split(GENERATED.read_bytes())
     return parse_documents(documents, fallback_cluster="gen").events
 
 
