@@ -52,14 +52,15 @@ class FileInstance(Source):
         self.common = common
         self.stats = Stats(f"file:{path}", common.stats_interval_seconds)
         self.done_files = 0
-        self.total_bytes = sum(f.stat().st_size for f in self.files) or 1
+        self.sizes = [f.stat().st_size for f in self.files]
+        self.total_bytes = sum(self.sizes) or 1
         self.done_bytes = 0
         self._reading: BinaryIO | None = None
         self.handover: Handover[None] = Handover()
         self._chunks = self._read()
 
     def _read(self) -> Iterator[list[AuditEvent]]:
-        for file in self.files:
+        for file, size in zip(self.files, self.sizes, strict=True):
             # One dedupe window a file: a replay of a directory shows every file in full.
             deduper = Deduper(self.common.dedupe_window)
             try:
@@ -75,7 +76,7 @@ class FileInstance(Source):
                           self._reading.tell() if self._reading else 0, exc)
                 self.stats.skipped("unreadable_file")
             self._reading = None
-            self.done_bytes += file.stat().st_size
+            self.done_bytes += size  # as opened: a file gone since costs only itself
             self.done_files += 1
 
     def _parse(self, file: Path, found: Iterable[Document], deduper: Deduper
