@@ -13,7 +13,6 @@ bill.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -22,12 +21,11 @@ import time
 from collections import Counter
 from typing import Any
 
-import azure.functions as func
 import orjson
 from azure.core.pipeline.transport import RequestsTransport
 
 from harness.azurite import Azurite
-from harness.function import ingest_function
+from harness.function import entry, hub_events
 from plugin.k8saudit_aks.config import parse_config
 from plugin.k8saudit_aks.sources.queue import QueueInstance
 from plugin.sdk import Timeout
@@ -103,22 +101,13 @@ def main() -> None:
     azurite = Azurite()
     azurite.start()
     try:
-        os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES,
-                           "rate_limit_events_per_second": "0"})
-        import function_app
-
-        function_app.ingestor.cache_clear()
-        function_app.ingestor().ensure_resources()
-        entry = ingest_function().get_user_function()
+        function = entry(azurite.connection_string,
+                         {**NAMES, "rate_limit_events_per_second": "0"})
         data = bodies(EVENTS)
-        now = dt.datetime.now(dt.UTC)
         with Counting() as ingest:
             cpu = time.process_time()
             for start in range(0, len(data), BATCH):
-                entry([func.EventHubEvent(body=b, enqueued_time=now, partition_key=None,
-                                          sequence_number=start + i, offset=str(start + i),
-                                          iothub_metadata=None)
-                       for i, b in enumerate(data[start:start + BATCH])])
+                function(hub_events(data[start:start + BATCH], start))
             ingest_cpu = time.process_time() - cpu
         ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         config = parse_config(json.dumps({

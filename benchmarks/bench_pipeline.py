@@ -19,15 +19,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
-
-import azure.functions as func
 
 import function_app
 from extractor.envelope import Deduper
 from extractor.message import unpack
 from harness.azurite import Azurite
+from harness.function import hub_events
 from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,12 +84,7 @@ def main() -> None:
         for _ in range(args.replays):
             ingestor.deduper = Deduper(ingestor.settings.dedupe_window)
             for start in range(0, len(bodies), args.batch):
-                events = [
-                    func.EventHubEvent(body=body, enqueued_time=datetime.now(UTC),
-                                       partition_key=None, sequence_number=sequence + i,
-                                       offset=str(sequence + i), iothub_metadata={})
-                    for i, body in enumerate(bodies[start:start + args.batch])
-                ]
+                events = hub_events(bodies[start:start + args.batch], sequence)
                 sequence += len(events)
                 entered = time.perf_counter()
                 report = ingestor.ingest([event.get_body() for event in events])

@@ -1,13 +1,22 @@
-"""The ingest function as the Functions worker sees it: `function_app`'s indexed
-`ingest_audit`. The SDK's `get_functions` checks name uniqueness against what it already
-built, so it may run once per process: everything that calls the function's own entry point
-(tests, `make run`, the soak) gets it here."""
+"""The ingest function as the Functions host drives it: `function_app`'s indexed
+`ingest_audit`, its app settings pointed at a storage account, and the EventHubEvent
+batches the Python worker hands it. Everything that calls the function's own entry point
+(tests, `make run`, the soak, the benchmarks) gets these here.
+
+The SDK's `get_functions` checks name uniqueness against what it already built, so it may
+run once per process: `ingest_function` is cached."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 
+import azure.functions as func
 from azure.functions.decorators.function_app import Function
+
+Entry = Callable[[list[func.EventHubEvent]], None]
 
 
 @cache
@@ -17,3 +26,26 @@ def ingest_function() -> Function:
     (function,) = [f for f in function_app.app.get_functions()
                    if f.get_function_name() == "ingest_audit"]
     return function
+
+
+def entry(connection_string: str, settings: Mapping[str, str]) -> Entry:
+    """The function's entry point with these app settings (the environment, as the host
+    sets it) and storage; its queues and container created."""
+    os.environ.update({"QUEUE_CONNECTION_STRING": connection_string, **settings})
+    import function_app
+
+    function_app.ingestor.cache_clear()  # these settings, not an earlier call's
+    function_app.ingestor().ensure_resources()
+    user_function: Entry = ingest_function().get_user_function()
+    return user_function
+
+
+def hub_events(bodies: Sequence[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:
+    """Real EventHubEvent objects, as the Python worker builds them for a binary batch."""
+    now = datetime.now(UTC)
+    return [
+        func.EventHubEvent(body=body, enqueued_time=now, partition_key=None,
+                           sequence_number=first_sequence + i,
+                           offset=str((first_sequence + i) * 4096), iothub_metadata={})
+        for i, body in enumerate(bodies)
+    ]

@@ -14,6 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
+def status_kib(pid: int, field: str) -> int | None:
+    """A memory line of /proc/PID/status (`VmRSS`, `VmHWM`) in KiB; None once it is gone."""
+    with contextlib.suppress(OSError, StopIteration):
+        return next(int(line.split()[1]) for line in
+                    Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith(f"{field}:"))
+    return None
+
+
 def peak_rss_mib(args: Sequence[str], *, until: Callable[[], bool] | None = None,
                  seconds: float = 600, env: Mapping[str, str] | None = None
                  ) -> tuple[float, float]:
@@ -22,14 +31,10 @@ def peak_rss_mib(args: Sequence[str], *, until: Callable[[], bool] | None = None
     started = time.monotonic()
     proc = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env)
-    status = Path(f"/proc/{proc.pid}/status")
     peak_kib = 0
     stopped = False
     while proc.poll() is None:
-        with contextlib.suppress(OSError, StopIteration):  # not started, or gone
-            peak_kib = max(peak_kib, next(int(line.split()[1]) for line in
-                                          status.read_text().splitlines()
-                                          if line.startswith("VmHWM:")))
+        peak_kib = max(peak_kib, status_kib(proc.pid, "VmHWM") or 0)
         if not stopped and ((until is not None and until())
                             or time.monotonic() - started > seconds):
             proc.send_signal(signal.SIGINT)

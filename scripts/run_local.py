@@ -19,13 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-import azure.functions as func
 from azure.storage.queue import QueueClient
 
 import tests
 from harness import falco, host
 from harness.azurite import Azurite
-from harness.function import ingest_function
+from harness.function import entry, hub_events
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = [ROOT / "samples" / "eventhub-bodies.jsonl", ROOT / "samples" / "attack-story.jsonl"]
@@ -38,22 +37,10 @@ SHOWN = ["ka.cluster.name", "ka.verb", "ka.user.name", "ka.target.resource",
          "ka.target.namespace", "ka.target.name", "ka.response.code"]
 
 
-def event_hub_events(paths: list[Path]) -> list[func.EventHubEvent]:
-    now = dt.datetime.now(dt.UTC)
-    bodies = [body for path in paths for body in path.read_bytes().splitlines() if body.strip()]
-    return [
-        func.EventHubEvent(body=body, enqueued_time=now, partition_key=None,
-                           sequence_number=i, offset=str(i), iothub_metadata=None)
-        for i, body in enumerate(bodies)
-    ]
-
-
 def ingest(azurite: Azurite, samples: list[Path]) -> None:
-    os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES})
-    import function_app
-
-    function_app.ingestor().ensure_resources()
-    ingest_function().get_user_function()(event_hub_events(samples))
+    bodies = [body for path in samples for body in path.read_bytes().splitlines()
+              if body.strip()]
+    entry(azurite.connection_string, NAMES)(hub_events(bodies))
 
 
 def plugin_config(azurite: Azurite) -> str:

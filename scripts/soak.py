@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 from azure.storage.queue import QueueClient
 
 from harness import falco as runner
 from harness.azurite import Azurite
-from harness.function import ingest_function
+from harness.function import Entry, entry, hub_events
+from harness.memory import status_kib
 
 NAMES = {"QUEUE_NAME": "soak", "DEADLETTER_QUEUE_NAME": "soak-deadletter",
          "CLAIMCHECK_CONTAINER": "soak-claims"}
@@ -198,19 +196,6 @@ def hostile_messages(count: int) -> dict[str, str]:
 
 # --- the moving parts ------------------------------------------------------------------
 
-def ingest_entry(azurite: Azurite) -> Callable[[list[func.EventHubEvent]], None]:
-    """The function's own entry point, its app settings pointing at Azurite."""
-    os.environ.update({"QUEUE_CONNECTION_STRING": azurite.connection_string, **NAMES,
-                       "STORAGE_RETRY_TOTAL": "0", "rate_limit_events_per_second": "0"})
-    import function_app
-
-    function_app.ingestor.cache_clear()  # the settings above, not an earlier run's
-    function_app.ingestor().ensure_resources()
-    user_function: Callable[[list[func.EventHubEvent]], None] = (
-        ingest_function().get_user_function())
-    return user_function
-
-
 class Falco:
     """Real Falco draining the queue; killed and restarted at will; every alert counted."""
 
@@ -223,8 +208,7 @@ class Falco:
                 "deadletter_queue_name": NAMES["DEADLETTER_QUEUE_NAME"],
                 "claimcheck_container": NAMES["CLAIMCHECK_CONTAINER"],
                 "visibility_timeout_seconds": visibility_s, "stats_interval_seconds": 10}
-        settings = runner.config(binary, runner.PluginSpec(init_config=init), [rules],
-                                 {"json_include_output_fields_property": True})
+        settings = runner.config(binary, runner.PluginSpec(init_config=init), [rules])
         self.config = workdir / "falco.yaml"
         self.config.write_text(json.dumps(settings))
         self.binary = binary
@@ -269,23 +253,15 @@ class Falco:
     def sample_rss(self, started: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return
-        kb = next(int(line.split()[1]) for line in status.splitlines()
-                  if line.startswith("VmRSS:"))
-        self.rss.append((time.monotonic() - started, kb / 1024))
+        kib = status_kib(self.proc.pid, "VmRSS")
+        if kib is not None:
+            self.rss.append((time.monotonic() - started, kib / 1024))
 
 
-def feed(function: Callable[[list[func.EventHubEvent]], None], batch: list[bytes],
-         first: int) -> None:
+def feed(function: Entry, batch: list[bytes], first: int) -> None:
     """One Event Hub batch through the function; retried while storage fails, as the
     Functions host's retry-forever policy does (a retried batch is sent again whole)."""
-    now = dt.datetime.now(dt.UTC)
-    events = [func.EventHubEvent(body=body, enqueued_time=now, partition_key=None,
-                                 sequence_number=first + i, offset=str(first + i),
-                                 iothub_metadata=None) for i, body in enumerate(batch)]
+    events = hub_events(batch, first)
     while True:
         try:
             function(events)
@@ -324,7 +300,8 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
     azurite.start()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         try:
-            function = ingest_entry(azurite)
+            function = entry(azurite.connection_string, {
+                **NAMES, "STORAGE_RETRY_TOTAL": "0", "rate_limit_events_per_second": "0"})
             falco = Falco(binary, azurite, Path(tmp), plan.visibility_s)
             falco.start()
             queue = QueueClient.from_connection_string(azurite.connection_string,
@@ -379,7 +356,7 @@ def run(plan: Plan, binary: Path, say: Callable[[str], None] = print) -> Result:
     return result
 
 
-def _outage(azurite: Azurite, plan: Plan, function: Callable[[list[func.EventHubEvent]], None],
+def _outage(azurite: Azurite, plan: Plan, function: Entry,
             batch: list[bytes], n: int, started: float, say: Callable[[str], None]) -> None:
     """Storage goes down for a while; the batch in hand is retried until it is back."""
     low, high = plan.outage_s

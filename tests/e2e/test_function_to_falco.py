@@ -22,10 +22,11 @@ from azure.core.exceptions import AzureError
 
 from extractor.envelope import TRUNCATED_ANNOTATION
 from harness.azurite import Azurite
+from harness.function import hub_events
 from tests import FIXTURES
 from tests.aks_fixture import Key, expected_keys
 from tests.e2e.support import Host
-from tests.function.test_ingest_function import App, check_fixture_delivery, hub_events
+from tests.function.test_ingest_function import App, check_fixture_delivery
 
 AKS = FIXTURES / "aks"
 BODIES = AKS / "eventhub-bodies.jsonl"

@@ -28,12 +28,13 @@ import pytest
 
 from harness import falco as runner
 from harness.azurite import Azurite, free_port
+from harness.function import hub_events
 from plugin.k8saudit_aks import __version__
 from samples import attack_story
 from tests import FIXTURES, OFFICIAL_RULES
 from tests.e2e.support import Pipeline, audit_events
 from tests.falco import SHIPPED_RULES
-from tests.function.test_ingest_function import App, hub_events
+from tests.function.test_ingest_function import App
 from tests.plugin import metric_names
 
 RULES = [OFFICIAL_RULES]

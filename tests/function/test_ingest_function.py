@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -27,7 +26,7 @@ from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
 from harness.azurite import Azurite
-from harness.function import ingest_function
+from harness.function import hub_events, ingest_function
 from tests import FIXTURES
 from tests.aks_fixture import Key, expected_keys
 from tests.extractor.test_hostile_input import DOCUMENTS
@@ -49,22 +48,6 @@ def bodies() -> list[bytes]:
 @pytest.fixture(scope="module")
 def expected() -> tuple[Counter[Key], set[Key]]:
     return expected_keys()
-
-
-def hub_events(bodies: list[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:
-    """Real EventHubEvent objects, as the Python worker builds them for a binary batch."""
-    now = datetime.now(UTC)
-    return [
-        func.EventHubEvent(
-            body=body,
-            enqueued_time=now,
-            partition_key=None,
-            sequence_number=first_sequence + i,
-            offset=str((first_sequence + i) * 4096),
-            iothub_metadata={},
-        )
-        for i, body in enumerate(bodies)
-    ]
 
 
 def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
