@@ -33,11 +33,17 @@ def names() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def image_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tracked files, as a fresh clone has them: what Docker's build context is made
+    from."""
+    return image_build.clean_checkout(tmp_path_factory.mktemp("checkout"))
+
+
+@pytest.fixture(scope="session")
+def image_dist(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make dist` as the Falco image's build stage runs it: on only the files its COPY
     instructions take from the build context Docker would send. Returns that stage's
     build/ (dist/, the release tarball and its checksum)."""
-    checkout = image_build.clean_checkout(tmp_path_factory.mktemp("checkout"))
     stage = image_build.lay_out_stage(checkout, "build", tmp_path_factory.mktemp("src"))
     done = subprocess.run(["make", "-s", "dist"], cwd=stage, capture_output=True, text=True,
                           check=False)

@@ -21,11 +21,6 @@ from tests.infra.conftest import ROOT
 CHART = json.loads((ROOT / "deploy" / "falco" / "chart.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return image_build.clean_checkout(tmp_path_factory.mktemp("checkout"))
-
-
 def test_every_copy_source_is_in_the_build_context(checkout: Path) -> None:
     sent = image_build.context(checkout)
     copies = image_build.copy_sources("build")
