@@ -11,12 +11,12 @@ three wall times (process start to exit), less the best of three runs on an empt
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.events import distinct_copies
 from harness import falco
 from tests import FIXTURES, OFFICIAL_RULES
 
@@ -28,23 +28,6 @@ SETUPS: list[tuple[str, list[Path], dict[str, Any]]] = [
     ("official, all", [OFFICIAL_RULES], {"rule_matching": "all"}),
     ("official + AKS, all", [OFFICIAL_RULES, falco.AKS_RULES], {"rule_matching": "all"}),
 ]
-
-
-def distinct_copies(path: Path, copies: int) -> bytes:
-    """`copies` copies of a file of audit events, each event's auditID suffixed by its copy."""
-    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    out = []
-    for copy in range(copies):
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                out.append(line)
-                continue
-            if isinstance(event, dict) and isinstance(event.get("auditID"), str):
-                event["auditID"] = f"{event['auditID']}-{copy}"
-            out.append(json.dumps(event).encode())
-    return b"\n".join(out) + b"\n"
 
 
 def main() -> None:

@@ -13,17 +13,16 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
-import tracemalloc
 from pathlib import Path
 
-import orjson
 from azure.storage.queue import QueueClient
 
-from extractor.envelope import DEFAULT_DEDUPE_WINDOW, AuditEvent, Deduper
+from benchmarks.events import distinct_copies
+from extractor.envelope import DEFAULT_DEDUPE_WINDOW, AuditEvent
 from extractor.message import pack
 from harness import falco as runner
 from harness.azurite import Azurite
-from harness.memory import peak_rss_mib
+from harness.memory import dedupe_bytes_per_key, peak_rss_mib
 from tests import FIXTURES, OFFICIAL_RULES
 
 GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
@@ -31,30 +30,10 @@ UPSTREAM_SECONDS = 20.0
 GOAL_MIB = 64
 
 
-def distinct_events(n: int) -> list[bytes]:
-    """`n` audit events: the generated ones again and again, each with its own auditID."""
-    base = [orjson.loads(line) for line in GENERATED.read_bytes().splitlines() if line]
-    out = []
-    for i in range(n):
-        event = dict(base[i % len(base)], auditID=f"mem-{i:08d}")
-        out.append(orjson.dumps(event))
-    return out
-
-
 def falco_args(falco: Path, plugin: runner.PluginSpec, workdir: Path) -> list[str]:
     config = workdir / f"falco-{plugin.name}-{abs(hash(plugin.open_params))}.yaml"
     config.write_text(json.dumps(runner.config(falco, plugin, [OFFICIAL_RULES])))
     return [str(falco), "-c", str(config), "--disable-source=syscall"]
-
-
-def dedupe_bytes_per_key() -> float:
-    tracemalloc.start()
-    deduper = Deduper(DEFAULT_DEDUPE_WINDOW)
-    for i in range(DEFAULT_DEDUPE_WINDOW):
-        deduper.seen(("aks-prod-weu", f"{i:036d}", "ResponseComplete"))
-    size = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    return size / DEFAULT_DEDUPE_WINDOW
 
 
 def queue_drain(falco: Path, workdir: Path, events: list[bytes]) -> tuple[float, float]:
@@ -80,16 +59,17 @@ def main() -> None:
     if falco is None:
         raise SystemExit("bench_memory: no Falco (FALCO_BIN or make falco)")
     upstream = falco.resolve().parent.parent / "plugins" / "libk8saudit.so"
-    print(f"dedupe window: {dedupe_bytes_per_key():.0f} bytes a key "
+    print(f"dedupe window: {dedupe_bytes_per_key(36):.0f} bytes a key "
           f"({DEFAULT_DEDUPE_WINDOW} keys)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         workdir = Path(tmp)
-        events = distinct_events(100_000)
+        lines = len(GENERATED.read_bytes().splitlines())
         files = {}
         for n in (20_000, 100_000):
             files[f"{n:,} events"] = workdir / f"events-{n}.jsonl"
-            files[f"{n:,} events"].write_bytes(b"\n".join(events[:n]) + b"\n")
+            files[f"{n:,} events"].write_bytes(distinct_copies(GENERATED, n // lines))
+        events = files["100,000 events"].read_bytes().splitlines()
         gz = workdir / "events-100000.jsonl.gz"
         gz.write_bytes(gzip.compress(files["100,000 events"].read_bytes(), 6))
         files["100,000 events, gzip"] = gz

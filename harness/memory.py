@@ -1,4 +1,5 @@
-"""Peak memory of a child process, as the kernel counts it.
+"""Memory, measured: a child process's peak as the kernel counts it, and the dedupe
+window's bytes a key.
 
 The peak is the process's VmHWM, read from /proc until it exits: wait4's ru_maxrss would
 also count the parent's RSS at fork time, which in a test or a benchmark holding its input
@@ -10,8 +11,24 @@ import contextlib
 import signal
 import subprocess
 import time
+import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from extractor.envelope import DEFAULT_DEDUPE_WINDOW, Deduper
+
+
+def dedupe_bytes_per_key(key_length: int) -> float:
+    """Bytes a key costs in a full dedupe window of the default size (Python's allocations,
+    table and ring included), keys whose auditID is `key_length` characters."""
+    tracemalloc.start()
+    deduper = Deduper(DEFAULT_DEDUPE_WINDOW)
+    for i in range(DEFAULT_DEDUPE_WINDOW):
+        deduper.seen(("aks-prod-weu", f"{i:0{key_length}d}", "ResponseComplete"))
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(deduper) == DEFAULT_DEDUPE_WINDOW
+    return size / DEFAULT_DEDUPE_WINDOW
 
 
 def status_kib(pid: int, field: str) -> int | None:

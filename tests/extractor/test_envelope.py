@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from extractor.documents import split
 from extractor.envelope import (
     CLUSTER_ANNOTATION,
-    DEFAULT_DEDUPE_WINDOW,
     DELIVERED,
     EVENT_CLUSTER_ANNOTATION,
     ORIGINAL_ANNOTATIONS,
@@ -31,6 +30,7 @@ from extractor.envelope import (
 )
 from extractor.numbers import Numbers
 from extractor.salvage import Salvaged, salvage
+from harness.memory import dedupe_bytes_per_key
 from tests import FIXTURES
 
 AKS = FIXTURES / "aks"
@@ -310,20 +310,7 @@ def test_deduper_is_a_window_of_the_last_keys(capacity: int, draws: list[int]) -
 
 def test_deduper_keys_of_any_length_cost_the_same() -> None:
     """A key is its hash: the window's memory does not follow the keys' length."""
-    import tracemalloc
-
-    def cost(length: int) -> float:
-        """Bytes a key in a full window of the default size, set and ring included."""
-        tracemalloc.start()
-        deduper = Deduper(capacity=DEFAULT_DEDUPE_WINDOW)
-        for i in range(DEFAULT_DEDUPE_WINDOW):
-            deduper.seen(("cluster", f"{i:0{length}d}", "ResponseComplete"))
-        size = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        assert len(deduper) == DEFAULT_DEDUPE_WINDOW
-        return size / DEFAULT_DEDUPE_WINDOW
-
-    short, long = cost(8), cost(500)
+    short, long = dedupe_bytes_per_key(8), dedupe_bytes_per_key(500)
     assert long < short * 1.05
     assert short < 32  # measured: 24 (a window of tuples of strings: 250 and up)
 
