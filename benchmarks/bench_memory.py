@@ -33,7 +33,7 @@ GOAL_MIB = 64
 def falco_args(falco: Path, plugin: runner.PluginSpec, workdir: Path) -> list[str]:
     config = workdir / f"falco-{plugin.name}-{abs(hash(plugin.open_params))}.yaml"
     config.write_text(json.dumps(runner.config(falco, plugin, [OFFICIAL_RULES])))
-    return [str(falco), "-c", str(config), "--disable-source=syscall"]
+    return runner.command(falco, config)
 
 
 def queue_drain(falco: Path, workdir: Path, events: list[bytes]) -> tuple[float, float]:

@@ -87,6 +87,11 @@ class FalcoRun:
         return [a["rule"] for a in self.alerts if a.get("source") != "internal"]
 
 
+def command(falco: Path, config_path: Path, *args: str) -> list[str]:
+    """Falco with this config and no syscall source (no kernel driver here), plus `args`."""
+    return [str(falco), "-c", str(config_path), "--disable-source=syscall", *args]
+
+
 def config(falco: Path, plugin: PluginSpec, rules: Sequence[Path],
            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """falco.yaml for a plugin-only Falco: this source plugin, the json plugin, the rules,
@@ -128,7 +133,7 @@ def run_config(falco: Path, settings: dict[str, Any], *, seconds: float = 120,
         path.write_text(json.dumps(settings))
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(falco), "-c", str(path), "--disable-source=syscall"],
+            command(falco, path),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
         errors: list[str] = []
         stderr = proc.stderr
@@ -163,7 +168,7 @@ def validate(falco: Path, rules: Sequence[Path]) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "falco.yaml"
         path.write_text(json.dumps(config(falco, PluginSpec(), rules)))
-        args = [str(falco), "-c", str(path), "--disable-source=syscall"]
+        args = command(falco, path)
         for rule_file in rules:
             args += ["-V", str(rule_file)]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)

@@ -222,7 +222,7 @@ class Falco:
     def start(self) -> None:
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary), "-c", str(self.config), "--disable-source=syscall"],
+                runner.command(self.binary, self.config),
                 stdout=subprocess.PIPE, stderr=log, text=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
 

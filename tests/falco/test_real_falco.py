@@ -216,7 +216,7 @@ def test_falco_describes_the_plugin(falco: Path, args: list[str], tmp_path: Path
     open-params entry with an empty value)."""
     config = tmp_path / "falco.yaml"
     config.write_text(json.dumps(runner.config(falco, runner.PluginSpec(), RULES)))
-    done = subprocess.run([str(falco), "-c", str(config), "--disable-source=syscall", *args],
+    done = subprocess.run(runner.command(falco, config, *args),
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "k8saudit-aks" in done.stdout and __version__ in done.stdout
