@@ -187,6 +187,7 @@ class Deduper:
         return self._count
 
 
+_RECORDS_BODY = re.compile(rb'\A\s*\{\s*"records"\s*:\s*\[')
 _CLUSTER_RE = re.compile(r"/managedclusters/([^/]+)", re.IGNORECASE)
 _TIMESTAMP_RE = re.compile(
     r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d):([0-5]\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)\Z"
@@ -300,7 +301,9 @@ class _Walker:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            pieces = split(data)  # a body's records, each on its own: one costs itself
+            # An Event Hub body's records, each on its own: one hostile record costs itself.
+            # Any other document that is not JSON is one item.
+            pieces = split(data) if _RECORDS_BODY.match(data) else []
             if not pieces:
                 self.not_json(exc, data)
             for piece in pieces:
