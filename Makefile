@@ -68,7 +68,17 @@ falco:
 	@if [ -z "$$FALCO_BIN" ] && ! command -v falco >/dev/null && [ -f $(FALCO_SETUP) ] \
 	    && [ ! -x build/falco/bin/falco ]; then bash $(FALCO_SETUP) build/falco; fi
 
-test: $(LIB) $(HOST) node_modules/.installed .venv-infra/.installed falco lint
+# promtool checks and evaluates the Prometheus alert rules: Debian's prometheus package,
+# unpacked here (nothing installed system-wide).
+PROMTOOL := build/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	rm -rf build/prometheus && mkdir -p build/prometheus
+	cd build && { apt-get download prometheus 2>/dev/null \
+	    || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg -x build/prometheus_*.deb build/prometheus && rm build/prometheus_*.deb
+	touch $@
+
+test: $(LIB) $(HOST) $(PROMTOOL) node_modules/.installed .venv-infra/.installed falco lint
 	$(WITH_FALCO) $(PY) -m pytest
 
 run: $(LIB) $(HOST) node_modules/.installed falco

@@ -1,22 +1,35 @@
-"""Ingest function: AKS diagnostic logs from Event Hubs -> audit events -> Storage Queue.
+"""Ingest function: AKS diagnostic logs from Event Hubs -> audit events -> Storage Queue,
+and a watcher that measures the queues' backlog every minute.
 
-The body stays thin; the work is in ``transport.ingest`` (I/O) and ``extractor`` (pure).
-Settings, retry semantics and local runs: ``docs/ingest-function.md``.
+The bodies stay thin; the work is in ``transport.ingest`` (I/O) and ``extractor`` (pure),
+the metrics in ``transport.telemetry``. Settings, retry semantics and local runs:
+``docs/ingest-function.md``; metrics and alerts: ``docs/alerts.md``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 
 import azure.functions as func
+from opentelemetry import metrics
 
-from transport.ingest import Ingestor, IngestSettings
+from transport.backlog import measure_backlog
+from transport.ingest import FAILED, Ingestor, IngestSettings, Report
+from transport.telemetry import METER, FunctionMetrics, azure_monitor_provider
 
 app = func.FunctionApp()
 
 # The storage SDK logs every HTTP request at INFO; keep the one summary line per batch.
 logging.getLogger("azure").setLevel(logging.WARNING)
+
+# Metrics go to Application Insights when the app has its connection string; without one
+# (local runs) the instruments are OpenTelemetry's no-ops, or whatever provider the host
+# process set globally.
+if (_provider := azure_monitor_provider(os.environ)) is not None:
+    metrics.set_meter_provider(_provider)
+function_metrics = FunctionMetrics(metrics.get_meter(METER))
 
 
 @cache
@@ -41,5 +54,28 @@ def ingestor() -> Ingestor:
 )
 def ingest_audit(events: list[func.EventHubEvent]) -> None:
     """Raises on any storage failure (never swallowed): the host retries the whole batch,
-    so delivery is at-least-once and the reader dedupes on auditID+stage."""
-    ingestor().ingest([event.get_body() for event in events])
+    so delivery is at-least-once and the reader dedupes on auditID+stage. Every attempt,
+    failed ones included, is counted in the metrics."""
+    report = Report()
+    try:
+        ingestor().ingest([event.get_body() for event in events], report)
+    except BaseException:
+        report.counts[FAILED] = 1  # also when the settings or clients could not be built
+        raise
+    finally:
+        function_metrics.record_ingest(report)
+
+
+@app.function_name("watch_queues")
+@app.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False,
+                   use_monitor=False)
+def watch_queues(timer: func.TimerRequest) -> None:
+    """Once a minute: how many messages wait in both queues and how old the queue's head
+    is. The ingest function cannot tell that Falco stopped reading; this can, even when no
+    event arrives."""
+    ingest = ingestor()
+    queue, deadletter = measure_backlog(ingest.queue), measure_backlog(ingest.deadletter)
+    function_metrics.record_backlog(queue, deadletter)
+    logging.getLogger("k8saudit.watch").info(
+        "queue backlog=%d oldest_s=%.0f deadletter backlog=%d", queue.messages,
+        queue.oldest_message_age_s, deadletter.messages)

@@ -20,12 +20,21 @@ Entry = Callable[[list[func.EventHubEvent]], None]
 
 
 @cache
-def ingest_function() -> Function:
+def _functions() -> dict[str, Function]:
     import function_app  # reads its app settings on first use, as the Functions host would
 
-    (function,) = [f for f in function_app.app.get_functions()
-                   if f.get_function_name() == "ingest_audit"]
-    return function
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def ingest_function() -> Function:
+    return _functions()["ingest_audit"]
+
+
+def watch_function() -> Callable[[], None]:
+    """The queue watcher's entry point, called as its timer would call it."""
+    user_function = _functions()["watch_queues"].get_user_function()
+    timer = func.TimerRequest(past_due=False)
+    return lambda: user_function(timer)
 
 
 def entry(connection_string: str, settings: Mapping[str, str]) -> Entry:

@@ -70,6 +70,7 @@ DEAD_LETTER_CLAIM_CHECKS = "dead_letter_claim_checks"
 REFUSED = "refused"  # events of a queue message the service refused (400/413), dead-lettered
 DEAD_LETTER_REFUSED = "dead_letter_refused"  # dead letters the queue refused: logged only
 FAILED = "failed"  # invocations that raised (the host retries them)
+UNKNOWN_CLUSTER = "unknown"  # Report.clusters key of events whose record named no cluster
 
 
 class RatePolicy(StrEnum):
@@ -150,11 +151,17 @@ class SentMessage:
 
 @dataclass(slots=True)
 class Report:
-    """What one invocation did: counters and the messages sent, in send order."""
+    """What one invocation did: counters, the messages sent in send order, and what the
+    function's metrics break down (``transport.telemetry``): the events sent per cluster,
+    each sent event's lag (seconds from its stageTimestamp to its message's send) and the
+    dead letters per reason."""
 
     counts: Counter[str] = field(default_factory=Counter)
     sent: list[SentMessage] = field(default_factory=list)
     elapsed_s: float = 0.0
+    clusters: Counter[str] = field(default_factory=Counter)
+    lags_s: list[float] = field(default_factory=list)
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def delays(self) -> list[int]:
@@ -181,6 +188,7 @@ class Ingestor:
         deadletter: QueueClient,
         claims: ContainerClient,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -189,6 +197,7 @@ class Ingestor:
         rate = settings.rate_limit_events_per_second
         self.bucket = TokenBucket(rate, settings.rate_limit_burst, clock) if rate > 0 else None
         self.deduper = Deduper(settings.dedupe_window)
+        self.wall_clock = wall_clock
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             SEND_CONCURRENCY, thread_name_prefix="ingest-send")
@@ -260,7 +269,7 @@ class Ingestor:
             tokens = len(events)  # what _shed granted or _delay reserved, with a bucket
         counts.update(batch.counts)
         try:
-            self._send_all(messages, delays, batch.drops, report)
+            self._send_all(messages, delays, events, batch.drops, report)
         except BaseException:
             # The host retries the batch, which takes its tokens again: give them back, or
             # every failed attempt during an outage would add to the debt (and the delays)
@@ -271,24 +280,31 @@ class Ingestor:
             raise
 
     def _send_all(self, messages: list[OutgoingMessage], delays: list[int],
-                  drops: Sequence[Drop], report: Report) -> None:
+                  events: Sequence[AuditEvent], drops: Sequence[Drop], report: Report) -> None:
         """Messages and dead letters are independent: send them concurrently, wait for all,
-        then raise the first failure. Counters are updated here, on one thread."""
+        then raise the first failure. Counters are updated here, on one thread. ``pack``
+        keeps order, so each message holds the next ``count`` of ``events``."""
         counts = report.counts
         sends = [self._pool.submit(self._send, m, d) for m, d in zip(messages, delays,
                                                                       strict=True)]
-        letters = [self._pool.submit(self._dead_letter, drop)
-                   for drop in drops if drop.raw is not None]
+        lettered = [drop for drop in drops if drop.raw is not None]
+        letters = [self._pool.submit(self._dead_letter, drop) for drop in lettered]
         pending: list[concurrent.futures.Future[Any]] = [*sends, *letters]
         concurrent.futures.wait(pending)
+        sent_at = self.wall_clock()
         storage_failure: BaseException | None = None
+        first = 0
         for message, future in zip(messages, sends, strict=True):
+            contents, first = events[first:first + message.count], first + message.count
             if (exc := future.exception()) is None:
                 sent, claim_checked = future.result()
                 report.sent.append(sent)
                 counts[MESSAGES] += 1
                 counts[SENT] += sent.count
                 counts[CLAIM_CHECKS] += claim_checked
+                for event in contents:
+                    report.clusters[event.cluster or UNKNOWN_CLUSTER] += 1
+                    report.lags_s.append(sent_at - event.timestamp_ns / 1e9)
             elif is_storage_failure(exc):
                 storage_failure = storage_failure or exc
             else:  # the service refused this message's content: it alone is lost to Falco
@@ -296,11 +312,12 @@ class Ingestor:
                           message.message_id, message.count, describe(exc))
                 counts[REFUSED] += message.count
                 self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc),
-                                           message.text.encode("ascii")), counts)
-        for letter in letters:
+                                           message.text.encode("ascii")), report)
+        for drop, letter in zip(lettered, letters, strict=True):
             if (exc := letter.exception()) is None:
                 counts[DEAD_LETTER_CLAIM_CHECKS] += letter.result()
                 counts[DEAD_LETTERED] += 1
+                report.dead_letter_reasons[drop.reason] += 1
             elif is_storage_failure(exc):
                 storage_failure = storage_failure or exc
             else:
@@ -309,10 +326,11 @@ class Ingestor:
         if storage_failure is not None:
             raise storage_failure
 
-    def _dead_letter_now(self, drop: Drop, counts: Counter[str]) -> None:
+    def _dead_letter_now(self, drop: Drop, report: Report) -> None:
         """One dead letter from this thread; a storage failure propagates (host retry)."""
-        counts[DEAD_LETTER_CLAIM_CHECKS] += self._dead_letter(drop)
-        counts[DEAD_LETTERED] += 1
+        report.counts[DEAD_LETTER_CLAIM_CHECKS] += self._dead_letter(drop)
+        report.counts[DEAD_LETTERED] += 1
+        report.dead_letter_reasons[drop.reason] += 1
 
     def _dead_letter_bodies(self, bodies: Sequence[bytes], exc: Exception,
                             report: Report) -> None:
@@ -320,8 +338,7 @@ class Ingestor:
                       "queue", describe(exc), len(bodies))
         report.counts[Reason.INTERNAL_ERROR] += len(bodies)
         for body in bodies:
-            self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc), body),
-                                  report.counts)
+            self._dead_letter_now(Drop(Reason.INTERNAL_ERROR, describe(exc), body), report)
 
     def _shed(self, events: list[AuditEvent], counts: Counter[str]) -> list[AuditEvent]:
         if self.bucket is None or self.settings.rate_limit_policy is not RatePolicy.SHED:

@@ -18,6 +18,12 @@ from plugin.sdk import Instance
 
 log = logging.getLogger("k8saudit-aks")
 
+# Counters reported from the start, at 0: a Prometheus alert on increase() then sees the
+# first dead letter or error too (a series born at 1 has no increase). `dead_lettered` is
+# the sum of the `dead_lettered.<reason>` counters.
+SERVED_FROM_START = ("received", "delivered", "dead_lettered", "errors")
+DEAD_LETTERED = "dead_lettered"
+
 
 class Stats:
     """received, delivered, skipped by reason, deduplicated, dead-lettered, checkpoints."""
@@ -26,7 +32,7 @@ class Stats:
                  lock: threading.Lock | None = None) -> None:
         self.source = source
         self.lock = lock or threading.Lock()  # the one the source updates counters under
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(dict.fromkeys(SERVED_FROM_START, 0))
         self.gauges: dict[str, float] = {}
         self.interval_s = interval_s
         self.last_receive = time.monotonic()
@@ -38,6 +44,8 @@ class Stats:
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
+        if key.startswith(DEAD_LETTERED + "."):
+            self.counts[DEAD_LETTERED] += n
 
     def skipped(self, reason: str, n: int = 1) -> None:
         self.counts[f"skipped.{reason}"] += n

@@ -11,6 +11,7 @@ BUILT_IN_ROLES = {
     "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
     "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
@@ -29,6 +30,9 @@ EXPECTED = {
     ("functionPrincipalId", "Azure Event Hubs Data Receiver", HUB, None),
     ("functionPrincipalId", "Storage Queue Data Message Sender", QUEUE, None),
     ("functionPrincipalId", "Storage Queue Data Message Sender", DEAD_LETTER, None),
+    # The watcher: queue properties and a peek at the head, of both queues.
+    ("functionPrincipalId", "Storage Queue Data Reader", QUEUE, None),
+    ("functionPrincipalId", "Storage Queue Data Reader", DEAD_LETTER, None),
     ("functionPrincipalId", "Storage Blob Data Contributor", CLAIMS, None),
     # Functions host on its own storage account.
     ("functionPrincipalId", "Storage Blob Data Owner", HOST_STORAGE, None),

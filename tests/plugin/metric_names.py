@@ -8,6 +8,7 @@ from pathlib import Path
 
 from extractor.envelope import Reason
 from extractor.message import PoisonReason
+from plugin.k8saudit_aks.stats import SERVED_FROM_START
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "plugin" / "k8saudit_aks").rglob("*.py"))
@@ -45,6 +46,7 @@ def code_names() -> set[str]:
             names.add(f"{family}.<reason>" if dot else name)
         names.update(f"{family}.<reason>" for family in FAMILIES.findall(text))
     names.add("seconds_since_last_receive")  # Stats.metrics adds it
+    names.update(SERVED_FROM_START)  # Stats starts them at 0
     return names
 
 

@@ -27,6 +27,7 @@ param enableHostDiagnosticEvents bool
 var eventHubsDataReceiver = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
 var queueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var queueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
+var queueDataReader = '19e7f393-937e-4f77-808e-94535e297925'
 var blobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var blobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var tableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -98,6 +99,28 @@ resource functionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01
   scope: queue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataMessageSender)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The watcher (watch_queues) reads how long and how old both queues are: queue properties
+// and a peek, never a receive.
+resource functionQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, functionPrincipalId, queueDataReader)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataReader)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource functionDeadLetterReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterQueue.id, functionPrincipalId, queueDataReader)
+  scope: deadLetterQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataReader)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }

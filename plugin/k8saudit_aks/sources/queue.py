@@ -18,7 +18,6 @@ received again; its events already delivered are then absorbed by the dedupe win
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import threading
 import time
@@ -45,6 +44,7 @@ from plugin.k8saudit_aks.sources.backoff import Backoff, describe
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
 from plugin.sdk import Event, PluginError
+from transport.backlog import measure_backlog
 from transport.deadletter import send_dead_letter
 from transport.errors import is_storage_failure
 
@@ -256,13 +256,11 @@ class QueueInstance(Source):
         if now < self._next_backlog:
             return
         self._next_backlog = now + BACKLOG_EVERY_S
-        count = self.queue.get_queue_properties().approximate_message_count or 0
-        oldest = next(iter(self.queue.peek_messages(max_messages=1)), None)
-        inserted = getattr(oldest, "inserted_on", None)
-        age = (dt.datetime.now(dt.UTC) - inserted).total_seconds() if inserted else 0.0
+        backlog = measure_backlog(self.queue)
+        count, age = backlog.messages, backlog.oldest_message_age_s
         with self._lock:
             self.stats.gauge("queue_backlog_messages", float(count))
-            self.stats.gauge("queue_oldest_message_age", max(0.0, age))
+            self.stats.gauge("queue_oldest_message_age", age)
         self._growth = self._growth + 1 if count > self._last_backlog > 0 else 0
         self._last_backlog = count
         if self._growth >= BACKLOG_GROWING_CHECKS:
