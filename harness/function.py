@@ -15,6 +15,7 @@ from functools import cache
 
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
+from azure.functions.timer import TimerRequest
 
 Entry = Callable[[list[func.EventHubEvent]], None]
 
@@ -23,7 +24,7 @@ Entry = Callable[[list[func.EventHubEvent]], None]
 def _functions() -> dict[str, Function]:
     import function_app  # reads its app settings on first use, as the Functions host would
 
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
 def ingest_function() -> Function:
@@ -33,7 +34,7 @@ def ingest_function() -> Function:
 def watch_function() -> Callable[[], None]:
     """The queue watcher's entry point, called as its timer would call it."""
     user_function = _functions()["watch_queues"].get_user_function()
-    timer = func.TimerRequest(past_due=False)
+    timer = TimerRequest(past_due=False)  # what the worker builds from the timer's trigger
     return lambda: user_function(timer)
 
 

@@ -59,7 +59,8 @@ def points(data: MetricsData | None) -> dict[Key, Point]:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 for point in metric.data.data_points:
-                    key = (metric.name, tuple(sorted((point.attributes or {}).items())))
+                    key = (metric.name, tuple(sorted(
+                        (k, str(v)) for k, v in (point.attributes or {}).items())))
                     if isinstance(point, HistogramDataPoint):
                         found[key] = Point(point.sum, point.count, point.max)
                     elif isinstance(point, NumberDataPoint):
@@ -84,7 +85,7 @@ class IngestionEndpoint:
         rows = self.rows
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)

@@ -105,6 +105,43 @@ param logRetentionDays int = 30
 @description('Let the Functions host persist diagnostic events (adds Table Data Contributor on host storage).')
 param enableHostDiagnosticEvents bool = false
 
+// Alerts (docs/alerts.md): on by default; they notify the action group created here.
+@description('Create the alert rules on the function\'s metrics (no event reaches the queue, failing invocations, dead letters, a cluster gone silent, a queue Falco does not drain).')
+param enableAlerts bool = true
+
+@description('Email addresses the alerts notify.')
+param alertEmails array = []
+
+@description('HTTPS webhook the alerts post the common alert schema to (empty: none).')
+param alertWebhookUrl string = ''
+
+@description('Minutes without a successful ingest invocation before alerting.')
+@minValue(5)
+@maxValue(1440)
+param alertIngestSilenceMinutes int = 15
+
+@description('Failed ingest invocations within alertIngestSilenceMinutes before alerting.')
+@minValue(1)
+param alertIngestFailures int = 3
+
+@description('Minutes a cluster that was sending may go without a delivered audit event.')
+@minValue(5)
+@maxValue(1440)
+param alertClusterSilenceMinutes int = 30
+
+@description('Hours back a cluster counts as one that was sending.')
+@minValue(1)
+@maxValue(48)
+param alertClusterLookbackHours int = 6
+
+@description('Minutes the queue\'s oldest message may wait before alerting (Falco is not keeping up).')
+@minValue(5)
+@maxValue(1440)
+param alertQueueAgeMinutes int = 15
+
+@description('Resource id of the Azure Monitor workspace the clusters\' managed Prometheus writes to: set it to create the Falco-side alert rule group (empty: none).')
+param azureMonitorWorkspaceId string = ''
+
 // ---- Naming ------------------------------------------------------------------------------
 
 var token = uniqueString(resourceGroup().id, namePrefix)
@@ -267,6 +304,34 @@ module functionApp 'modules/function-app.bicep' = {
   dependsOn: [
     rbac
   ]
+}
+
+module alerts 'modules/alerts.bicep' = if (enableAlerts) {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    workspaceId: monitoring.outputs.workspaceId
+    emails: alertEmails
+    webhookUrl: alertWebhookUrl
+    ingestSilenceMinutes: alertIngestSilenceMinutes
+    ingestFailures: alertIngestFailures
+    clusterSilenceMinutes: alertClusterSilenceMinutes
+    clusterLookbackHours: alertClusterLookbackHours
+    queueAgeMinutes: alertQueueAgeMinutes
+  }
+}
+
+module prometheusAlerts 'modules/prometheus-alerts.bicep' = if (enableAlerts && !empty(azureMonitorWorkspaceId)) {
+  name: 'prometheus-alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    azureMonitorWorkspaceId: azureMonitorWorkspaceId
+    actionGroupId: alerts.outputs.actionGroupId
+  }
 }
 
 // ---- Outputs (Falco Helm values; nothing secret) -------------------------------------------

@@ -45,3 +45,14 @@ param oidcIssuerUrl = 'https://<region>.oic.prod-aks.azure.com/<tenant-id>/<guid
 // Falco workload identity (federated credential subject system:serviceaccount:<ns>:<sa>)
 // param falcoNamespace = 'falco'
 // param falcoServiceAccount = 'falco'
+
+// Alerts (docs/alerts.md), on by default; they notify an action group with these receivers
+// param enableAlerts = true
+// param alertEmails = []                         // e.g. ['secops@contoso.com']
+// param alertWebhookUrl = ''                     // HTTPS, common alert schema
+// param alertIngestSilenceMinutes = 15           // no successful ingest invocation
+// param alertIngestFailures = 3                  // failed invocations in that window
+// param alertClusterSilenceMinutes = 30          // a cluster that was sending went quiet
+// param alertClusterLookbackHours = 6            // ... that was sending within these hours
+// param alertQueueAgeMinutes = 15                // the queue's oldest message waits longer
+// param azureMonitorWorkspaceId = ''             // managed Prometheus: Falco-side rule group

@@ -6,7 +6,8 @@ The real run: Falco 0.45 drains a queue on Azurite with its web server on; a poi
 message is dead-lettered, then nothing more arrives, then Falco stops. Scraped every second
 and replayed to promtool 60 times slower (harness.prometheus.dilate), the shipped rules
 fire: dead letters right after the poison, no events once the source has been idle for 15
-(dilated) minutes, and the metrics' absence ten minutes after Prometheus lets Falco's last samples go."""
+(dilated) minutes, and the metrics' absence ten minutes after Prometheus lets Falco's last
+samples go."""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ SECRET_CALLS = re.compile(
 FILES = {
     "main.bicep", "modules/aks-diagnostics.bicep", "modules/eventhub.bicep",
     "modules/function-app.bicep", "modules/identities.bicep", "modules/monitoring.bicep",
-    "modules/rbac.bicep", "modules/storage.bicep",
+    "modules/rbac.bicep", "modules/storage.bicep", "modules/alerts.bicep",
+    "modules/prometheus-alerts.bicep",
 }
 
 

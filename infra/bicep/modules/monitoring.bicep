@@ -41,3 +41,4 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 // The connection string is read where it is used (function-app.bicep), never passed as an output.
 output appInsightsName string = appInsights.name
+output workspaceId string = workspace.id
