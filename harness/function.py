@@ -50,6 +50,21 @@ def entry(connection_string: str, settings: Mapping[str, str]) -> Entry:
     return user_function
 
 
+def use_storage(setenv: Callable[[str, str], None], connection_string: str,
+                names: Mapping[str, str]) -> None:
+    """Point the function at one test's queues and container (`setenv`: the test's
+    monkeypatch.setenv), no rate limit and no in-invocation retries; its resources created."""
+    import function_app
+
+    for key, value in {"QUEUE_CONNECTION_STRING": connection_string,
+                       "QUEUE_NAME": names["queue"], "DEADLETTER_QUEUE_NAME": names["deadletter"],
+                       "CLAIMCHECK_CONTAINER": names["claims"], "STORAGE_RETRY_TOTAL": "0",
+                       "rate_limit_events_per_second": "0"}.items():
+        setenv(key, value)
+    function_app.ingestor.cache_clear()
+    function_app.ingestor().ensure_resources()
+
+
 def hub_events(bodies: Sequence[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:
     """Real EventHubEvent objects, as the Python worker builds them for a binary batch."""
     now = datetime.now(UTC)

@@ -25,7 +25,7 @@ from azure.storage.queue import QueueClient
 import function_app
 from harness import kql
 from harness.azurite import Azurite
-from harness.function import hub_events, ingest_function, watch_function
+from harness.function import hub_events, ingest_function, use_storage, watch_function
 from harness.metrics import IngestionEndpoint, exporting_provider
 from tests.infra.conftest import BICEP_DIR, INFRA_PYTHON, require_infra_venv
 from transport.telemetry import METER, PREFIX, FunctionMetrics
@@ -131,13 +131,7 @@ def exported(azurite: Azurite, names: dict[str, str],
     """The function's entry points on this test's queues, their metrics sent by the real
     exporter; calling the fixture flushes and returns every AppMetrics row so far."""
     monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-    for key, value in {"QUEUE_CONNECTION_STRING": azurite.connection_string,
-                       "QUEUE_NAME": names["queue"], "DEADLETTER_QUEUE_NAME": names["deadletter"],
-                       "CLAIMCHECK_CONTAINER": names["claims"], "STORAGE_RETRY_TOTAL": "0",
-                       "rate_limit_events_per_second": "0"}.items():
-        monkeypatch.setenv(key, value)
-    function_app.ingestor.cache_clear()
-    function_app.ingestor().ensure_resources()
+    use_storage(monkeypatch.setenv, azurite.connection_string, names)
     endpoint = IngestionEndpoint()
     provider = exporting_provider(endpoint)
     monkeypatch.setattr(function_app, "function_metrics",

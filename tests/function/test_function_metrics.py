@@ -22,7 +22,7 @@ from azure.storage.queue import QueueClient
 import function_app
 from extractor.envelope import Reason
 from harness.azurite import Azurite
-from harness.function import hub_events, ingest_function, watch_function
+from harness.function import hub_events, ingest_function, use_storage, watch_function
 from harness.metrics import (
     IngestionEndpoint,
     collect,
@@ -57,13 +57,7 @@ def function(azurite: Azurite, names: dict[str, str],
     """The ingest entry point on this test's queues; each call returns nothing, as the
     host sees it."""
     global_reader()
-    for key, value in {"QUEUE_CONNECTION_STRING": azurite.connection_string,
-                       "QUEUE_NAME": names["queue"], "DEADLETTER_QUEUE_NAME": names["deadletter"],
-                       "CLAIMCHECK_CONTAINER": names["claims"], "STORAGE_RETRY_TOTAL": "0",
-                       "rate_limit_events_per_second": "0"}.items():
-        monkeypatch.setenv(key, value)
-    function_app.ingestor.cache_clear()
-    function_app.ingestor().ensure_resources()
+    use_storage(monkeypatch.setenv, azurite.connection_string, names)
     collect(global_reader())  # what earlier tests recorded
     yield ingest_function().get_user_function()
     function_app.ingestor.cache_clear()
