@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -129,9 +130,16 @@ def _rows(envelope: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def exporting_provider(endpoint: IngestionEndpoint) -> MeterProvider:
-    """A provider exporting through the production exporter (no offline storage, no
-    statsbeat) to ``endpoint``; ``force_flush()`` sends."""
+    """A provider exporting through the production exporter to ``endpoint``;
+    ``force_flush()`` sends. Offline storage off, and the exporter's own telemetry
+    (statsbeat, SDK stats, the control plane's feature flags) off for this process: a test
+    talks to nothing but the endpoint."""
     from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+
+    for switch in ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+                   "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+                   "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED"):
+        os.environ[switch] = "true"
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     exporter = AzureMonitorMetricExporter(connection_string=endpoint.connection_string,

@@ -130,7 +130,6 @@ def exported(azurite: Azurite, names: dict[str, str],
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Row]]]:
     """The function's entry points on this test's queues, their metrics sent by the real
     exporter; calling the fixture flushes and returns every AppMetrics row so far."""
-    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
     use_storage(monkeypatch.setenv, azurite.connection_string, names)
     endpoint = IngestionEndpoint()
     provider = exporting_provider(endpoint)

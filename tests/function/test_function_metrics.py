@@ -174,7 +174,6 @@ def test_the_watcher_measures_both_queues(function: Callable[..., None], azurite
 
 def test_the_exporter_sends_appmetrics_rows_named_as_the_alerts_read(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
     endpoint = IngestionEndpoint()
     provider = exporting_provider(endpoint)
     try:
