@@ -16,7 +16,7 @@ import hashlib
 import re
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -38,6 +38,8 @@ _MAX_UNCHECKED = 32 * 1024
 # A line's metadata JSON at most: auditID and stage are not bounded by the API server, so
 # this is a budget, not a bound; _line checks the whole line.
 _MAX_META = 4096
+# Inflated bytes a reader holds besides the events it decodes.
+_INFLATE_CHUNK = 64 * 1024
 _CLAIM_CHECK_NAME = re.compile(rf"v{VERSION}/[0-9a-f]{{32}}\.zlib")
 
 
@@ -317,19 +319,19 @@ def _parse_header(head: bytes) -> tuple[str, int, str, str | None]:
 
 
 def _decode(body: bytes, digest: str, count: int, limits: Limits) -> list[AuditEvent]:
-    payload = _inflate(body, limits.max_inflated)
-    if hashlib.sha256(payload).hexdigest() != digest:
+    lines = _Lines(count)
+    sha = hashlib.sha256()
+    for chunk in _inflate(body, limits.max_inflated):
+        sha.update(chunk)
+        lines.feed(chunk)
+    if sha.hexdigest() != digest:
         raise PoisonMessage(PoisonReason.DIGEST_MISMATCH, "payload sha256 differs from header")
-    lines = payload.split(b"\n")
-    if lines.pop() or len(lines) != count:
-        raise PoisonMessage(PoisonReason.COUNT_MISMATCH, f"header {count}, payload {len(lines)}")
-    metas, datas = [], []
-    for line in lines:
-        meta, tab, data = line.partition(b"\t")
-        if not tab:
-            raise PoisonMessage(PoisonReason.BAD_INDEX, "line without metadata")
-        metas.append(meta)
-        datas.append(data)
+    if lines.pending or lines.seen != count:
+        got = lines.seen + bool(lines.pending)
+        raise PoisonMessage(PoisonReason.COUNT_MISMATCH, f"header {count}, payload {got}")
+    if lines.untabbed:
+        raise PoisonMessage(PoisonReason.BAD_INDEX, "line without metadata")
+    metas, datas = lines.metas, lines.datas
     try:
         index = orjson.loads(b"[" + b",".join(metas) + b"]")
     except orjson.JSONDecodeError as exc:
@@ -339,19 +341,61 @@ def _decode(body: bytes, digest: str, count: int, limits: Limits) -> list[AuditE
     return [_event(entry, data) for entry, data in zip(index, datas, strict=True)]
 
 
-def _inflate(body: bytes, limit: int) -> bytes:
-    """zlib-inflate at most ``limit`` bytes: a bomb stops at the limit instead of eating
-    the reader's memory."""
+def _inflate(body: bytes, limit: int) -> Iterator[bytes]:
+    """zlib-inflate ``body`` in chunks of at most _INFLATE_CHUNK bytes, ``limit`` in all: a
+    bomb stops at the limit, and the payload is never held whole besides its lines."""
     inflater = zlib.decompressobj()
-    try:
-        payload = inflater.decompress(body, limit)
-    except zlib.error as exc:
-        raise PoisonMessage(PoisonReason.BAD_COMPRESSION, str(exc)) from None
-    if inflater.unconsumed_tail or (not inflater.eof and len(payload) >= limit):
-        raise PoisonMessage(PoisonReason.TOO_LARGE, f"inflates beyond {limit} bytes")
+    size = 0
+    pending = body
+    while not inflater.eof:
+        try:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+        except zlib.error as exc:
+            raise PoisonMessage(PoisonReason.BAD_COMPRESSION, str(exc)) from None
+        pending = inflater.unconsumed_tail
+        if not chunk and not pending:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PoisonMessage(PoisonReason.TOO_LARGE, f"inflates beyond {limit} bytes")
+        yield chunk
     if not inflater.eof or inflater.unused_data:
         raise PoisonMessage(PoisonReason.BAD_COMPRESSION, "truncated or trailing data")
-    return payload
+
+
+class _Lines:
+    """Splits inflated chunks into each line's metadata and event data as they come, so a
+    message costs the bytes of the events its header counts plus one line in flight, not
+    its payload three times (whole, split, partitioned); lines past the count are counted,
+    not kept. Validation waits for the digest, as before."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.seen = 0
+        self.metas: list[bytes] = []
+        self.datas: list[bytes] = []
+        self.pending: list[bytes] = []  # the pieces of a line not ended yet
+        self.untabbed = False
+
+    def feed(self, chunk: bytes) -> None:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if self.pending:
+                self.pending.append(chunk[start:end])
+                line = b"".join(self.pending)
+                self.pending.clear()
+            else:
+                line = chunk[start:end]
+            self.seen += 1
+            start = end + 1
+            if self.seen > self.count:
+                continue
+            meta, tab, data = line.partition(b"\t")
+            self.untabbed = self.untabbed or not tab
+            self.metas.append(meta)
+            self.datas.append(data)
+        if start < len(chunk):
+            self.pending.append(chunk[start:])
 
 
 def _event(entry: Any, data: bytes) -> AuditEvent:
