@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 from harness.host import ROOT
 
 RULES = ROOT / "deploy" / "falco" / "prometheus-rules.json"
+DASHBOARD = ROOT / "deploy" / "grafana" / "k8saudit-aks.json"
 PROMTOOL = ROOT / "build" / "prometheus" / "usr" / "bin" / "promtool"
 # Gauges whose value is a duration in seconds: dilated with the clock.
 DURATION_GAUGES = ("seconds_since_last_receive", "queue_oldest_message_age")
@@ -36,6 +38,21 @@ def rule_groups() -> list[dict[str, Any]]:
     """The shipped PrometheusRule's groups, as a Prometheus rules file holds them."""
     groups: list[dict[str, Any]] = json.loads(RULES.read_text())["spec"]["groups"]
     return groups
+
+
+def dashboard_exprs() -> list[str]:
+    """The PromQL of the Grafana dashboard's Prometheus panels."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p.get("targets", [])
+            if t["datasource"]["type"] == "prometheus"]
+
+
+def names_read(prefix: str) -> set[str]:
+    """Every metric name (starting with `prefix`) the shipped rules and the dashboard read
+    by its full name; families matched by a regex are left out."""
+    exprs = [rule["expr"] for group in rule_groups() for rule in group["rules"]]
+    return {name for expr in exprs + dashboard_exprs()
+            for name in re.findall(rf"\b{prefix}[a-z0-9_]+\b(?![.+])", expr)}
 
 
 def scrape(url: str, prefix: str) -> dict[str, float] | None:

@@ -114,6 +114,8 @@ def test_alerts_fire_on_what_real_falco_serves(falco: Path, promtool: Path, azur
     # The poison once Prometheus has seen the counter at 0 (a series born at 1 has no
     # increase: the plugin serves dead_lettered from the start for this).
     scrapes = scraped_run(falco, pipe, 28, lambda: pipe.send_text("not a message"))
+    read = prometheus.names_read(metric_names.PREFIX)
+    assert read and read <= set(scrapes[-1]), read - set(scrapes[-1])  # all served here
     delivered = metric_names.PREFIX + "delivered_total"
     lettered = metric_names.PREFIX + "dead_lettered_total"
     assert scrapes[-1][delivered] == 5 and scrapes[-1][lettered] == 1
