@@ -361,8 +361,12 @@ class QueueInstance(Source):
     def _decode_pending(self) -> None:
         """Decode each received message inside its own boundary: one that cannot be read
         costs itself (dead letter, or a later retry for a storage failure), never the
-        messages behind it."""
+        messages behind it. Only while the buffer has room: the rest wait as their text
+        (64 KiB at most), decoded as Falco consumes what is ahead of them."""
         while self._undecoded:
+            with self._lock:
+                if self._buffered_bytes >= MAX_BUFFERED_BYTES:
+                    return
             held = self._undecoded.popleft()
             try:
                 events = self._decode(held)
