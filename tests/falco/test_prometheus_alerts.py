@@ -167,3 +167,15 @@ def test_a_backlog_alerts_on_what_real_falco_serves(falco: Path, promtool: Path,
     tested = prometheus.evaluate_rules(promtool, prometheus.rule_groups(),
                                        prometheus.dilate(scrapes), expected)
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
+
+
+def test_the_managed_prometheus_rule_group_is_made_of_the_same_rules() -> None:
+    """infra/bicep/modules/prometheus-alerts.bicep loads this very file and maps each
+    rule's severity label and `for` (checked above to be whole minutes) to Azure's form."""
+    bicep = prometheus.ROOT / "infra" / "bicep" / "modules" / "prometheus-alerts.bicep"
+    text = bicep.read_text()
+    (path,) = re.findall(r"loadJsonContent\('([^']+)'\)\.spec\.groups\[0\]", text)
+    assert (bicep.parent / path).resolve() == prometheus.RULES
+    assert len(prometheus.rule_groups()) == 1
+    mapped = set(re.findall(r"^  (\w+): \d$", text, re.MULTILINE))
+    assert {str(rule["labels"]["severity"]) for rule in alerts().values()} <= mapped

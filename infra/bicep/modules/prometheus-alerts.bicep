@@ -32,7 +32,7 @@ resource ruleGroup 'Microsoft.AlertsManagement/prometheusRuleGroups@2023-03-01' 
     rules: [for rule in ruleSource.rules: {
       alert: rule.alert
       expression: rule.expr
-      for: 'PT${toUpper(rule.for)}'
+      for: 'PT${toUpper(rule['for'])}'
       severity: severities[rule.labels.severity]
       labels: rule.labels
       annotations: rule.annotations
