@@ -115,9 +115,20 @@ param alertEmails array = []
 @description('HTTPS webhook the alerts post the common alert schema to (empty: none).')
 param alertWebhookUrl string = ''
 
-@description('Minutes without a successful ingest invocation before alerting.')
-@minValue(5)
-@maxValue(1440)
+@description('Minutes without a successful ingest invocation before alerting (a log alert window: Azure takes these values only).')
+@allowed([
+  5
+  10
+  15
+  30
+  45
+  60
+  120
+  180
+  240
+  300
+  360
+])
 param alertIngestSilenceMinutes int = 15
 
 @description('Failed ingest invocations within alertIngestSilenceMinutes before alerting.')
@@ -129,9 +140,17 @@ param alertIngestFailures int = 3
 @maxValue(1440)
 param alertClusterSilenceMinutes int = 30
 
-@description('Hours back a cluster counts as one that was sending.')
-@minValue(1)
-@maxValue(48)
+@description('Hours back a cluster counts as one that was sending (a log alert window: Azure takes these values only).')
+@allowed([
+  1
+  2
+  3
+  4
+  5
+  6
+  24
+  48
+])
 param alertClusterLookbackHours int = 6
 
 @description('Minutes the queue\'s oldest message may wait before alerting (Falco is not keeping up).')

@@ -106,6 +106,42 @@ def rules() -> dict[str, dict[str, Any]]:
     return found
 
 
+def test_rules_deploy_before_the_first_metric_exists() -> None:
+    """A fresh workspace has no AppMetrics table until the function first exports, and
+    Azure refuses a rule whose query names an unknown table unless told to skip the check."""
+    template = _parsed(BICEP_DIR / "modules" / "alerts.bicep")
+    (rule,) = [r for r in template["resources"].values()
+               if r["type"] == "Microsoft.Insights/scheduledQueryRules"]
+    assert rule["config"]["config"]["properties"]["skipQueryValidation"] is True
+
+
+# The window sizes (minutes) Azure takes for a log alert; it refuses others at deployment
+# ("Supported granularities are: 5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440,
+# 2880", Azure/azure-rest-api-specs#21258).
+WINDOWS_MIN = {5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440, 2880}
+
+
+def _minutes(iso: str) -> int:
+    match = re.fullmatch(r"PT(\d+)([MH])", iso)
+    assert match, iso
+    return int(match[1]) * (60 if match[2] == "H" else 1)
+
+
+def test_every_window_a_parameter_allows_is_one_azure_takes() -> None:
+    template = _parsed(BICEP_DIR / "modules" / "alerts.bicep")
+    allowed = {name: next((d["argument"] for d in p["decorators"] if d["type"] == "allowed"),
+                          None) for name, p in template["parameters"].items()}
+    for rule in template["variables"]["rules"]["value"]:
+        window, frequency = rule["window"], rule["frequency"]
+        names = re.findall(r"\$\{(\w+)\}", window)
+        values = allowed[names[0]] if names else [None]
+        assert values is not None, (rule["name"], "window from a parameter without @allowed")
+        for value in values:
+            minutes = _minutes(re.sub(r"\$\{\w+\}", str(value), window))
+            assert minutes in WINDOWS_MIN, (rule["name"], value)
+            assert _minutes(frequency) <= minutes, rule["name"]
+
+
 def fired(rule: dict[str, Any], rows: list[Row], now: float) -> set[str]:
     """The dimension values (or "" for none) the rule alerts on."""
     compare = OPERATORS[rule["operator"]]
