@@ -8,12 +8,15 @@ run once per process: `ingest_function` is cached."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 import azure.functions as func
+import orjson
 from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
 
@@ -63,6 +66,32 @@ def use_storage(setenv: Callable[[str, str], None], connection_string: str,
         setenv(key, value)
     function_app.ingestor.cache_clear()
     function_app.ingestor().ensure_resources()
+
+
+# --- Event Hub bodies as AKS diagnostic settings write them -------------------------------
+
+def record(category: str, log: Any, cluster: str = "AKS-TEST") -> dict[str, Any]:
+    """One diagnostic record of `cluster`; a `log` that is not text is serialized as JSON."""
+    return {
+        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+        "category": category,
+        "resourceId": "/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/"
+                      f"MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster}",
+        "properties": {"log": log if isinstance(log, str) else json.dumps(log)},
+    }
+
+
+def audit_event(audit_id: str, **extra: Any) -> dict[str, Any]:
+    """An audit event (ResponseComplete of a create), `extra` members added or replaced."""
+    return {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+            "auditID": audit_id, "stage": "ResponseComplete", "verb": "create",
+            "requestReceivedTimestamp": "2026-11-18T00:56:24.000000Z",
+            "stageTimestamp": "2026-11-18T00:56:24.719830Z", **extra}
+
+
+def hub_body(*records: dict[str, Any]) -> bytes:
+    """The body of one Event Hub message: ``{"records": [...]}``."""
+    return orjson.dumps({"records": list(records)})
 
 
 def hub_events(bodies: Sequence[bytes], first_sequence: int = 0) -> list[func.EventHubEvent]:

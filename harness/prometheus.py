@@ -40,18 +40,19 @@ def rule_groups() -> list[dict[str, Any]]:
     return groups
 
 
-def dashboard_exprs() -> list[str]:
-    """The PromQL of the Grafana dashboard's Prometheus panels."""
+def dashboard_targets(kind: str) -> list[dict[str, Any]]:
+    """The Grafana dashboard's queries of one data source type (`prometheus`,
+    `grafana-azure-monitor-datasource`)."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [t["expr"] for p in panels for t in p.get("targets", [])
-            if t["datasource"]["type"] == "prometheus"]
+    return [t for p in panels for t in p.get("targets", []) if t["datasource"]["type"] == kind]
 
 
 def names_read(prefix: str) -> set[str]:
     """Every metric name (starting with `prefix`) the shipped rules and the dashboard read
     by its full name; families matched by a regex are left out."""
     exprs = [rule["expr"] for group in rule_groups() for rule in group["rules"]]
-    return {name for expr in exprs + dashboard_exprs()
+    exprs += [target["expr"] for target in dashboard_targets("prometheus")]
+    return {name for expr in exprs
             for name in re.findall(rf"\b{prefix}[a-z0-9_]+\b(?![.+])", expr)}
 
 

@@ -5,11 +5,8 @@ publishes."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -18,19 +15,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from extractor.envelope import Reason
 from harness import kql, prometheus
 from harness.metrics import collect
+from harness.prometheus import dashboard_targets
 from tests.plugin import metric_names
 from transport.backlog import Backlog
 from transport.ingest import Report
 from transport.telemetry import METER, PREFIX, FunctionMetrics
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "k8saudit-aks.json"
+AZURE_MONITOR = "grafana-azure-monitor-datasource"
 # Grafana's macros, as the data sources expand them for one query.
 MACROS = {"$__rate_interval": "5m", "$__timeFilter(TimeGenerated)": "TimeGenerated > ago(6h)"}
-
-
-def targets(kind: str) -> list[dict[str, Any]]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [t for p in panels for t in p.get("targets", []) if t["datasource"]["type"] == kind]
 
 
 def expand(text: str) -> str:
@@ -53,13 +46,14 @@ def function_metric_names() -> set[str]:
 
 
 def test_the_dashboard_has_both_sides() -> None:
-    assert len(targets("prometheus")) >= 4 and len(targets("grafana-azure-monitor-datasource")) >= 4
+    assert len(dashboard_targets("prometheus")) >= 4
+    assert len(dashboard_targets(AZURE_MONITOR)) >= 4
 
 
 def test_promql_names_served_metrics_and_passes_promtool() -> None:
     served = set(metric_names.documented().values())
     patterns = [re.escape(p).replace("<reason>", "[a-z0-9_]+") for p in served]
-    exprs = [expand(t["expr"]) for t in targets("prometheus")]
+    exprs = [expand(t["expr"]) for t in dashboard_targets("prometheus")]
     for expr in exprs:
         named = re.findall(r"falcosecurity_plugins_k8saudit_aks_[a-z0-9_.+]+", expr)
         assert named, expr
@@ -79,7 +73,7 @@ def test_promql_names_served_metrics_and_passes_promtool() -> None:
 
 def test_kql_compiles_and_names_published_metrics() -> None:
     queries = [expand(t["azureLogAnalytics"]["query"]) for t in
-               targets("grafana-azure-monitor-datasource")]
+               dashboard_targets(AZURE_MONITOR)]
     published = function_metric_names()
     for query, result in zip(queries, kql.check(queries), strict=True):
         assert result.errors == [], (query, result.errors)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from harness import falco as runner
+from harness import prometheus
 from harness.azurite import Azurite, free_port
 from harness.function import hub_events
 from plugin.k8saudit_aks import __version__
@@ -185,16 +185,11 @@ def test_prometheus_serves_every_documented_name(falco: Path, azurite: Azurite,
     scraped: dict[str, float] = {}
 
     def served(_: runner.FalcoRun) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
+        samples = prometheus.scrape(url, metric_names.PREFIX)
+        if samples is None:
             return False
         scraped.clear()
-        for line in text.splitlines():
-            if line.startswith(metric_names.PREFIX):
-                name, value = line.rsplit(" ", 1)
-                scraped[name] = float(value)
+        scraped.update(samples)
         return expected <= set(scraped)
 
     webserver = {"enabled": True, "listen_address": "127.0.0.1", "listen_port": port,

@@ -18,14 +18,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
 from harness import kql
 from harness.azurite import Azurite
-from harness.function import hub_events, ingest_function, use_storage, watch_function
+from harness.function import (
+    audit_event,
+    hub_body,
+    hub_events,
+    ingest_function,
+    record,
+    use_storage,
+    watch_function,
+)
 from harness.metrics import IngestionEndpoint, exporting_provider
 from tests.infra.conftest import BICEP_DIR, INFRA_PYTHON, require_infra_venv
 from transport.telemetry import METER, PREFIX, FunctionMetrics
@@ -182,26 +189,18 @@ def exported(azurite: Azurite, names: dict[str, str],
     function_app.ingestor.cache_clear()
 
 
-def body(cluster: str, *logs: str) -> bytes:
-    resource = ("/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/"
-                f"MANAGEDCLUSTERS/{cluster}")
-    return orjson.dumps({"records": [{"category": "kube-audit", "resourceId": resource,
-                                      "properties": {"log": log}} for log in logs]})
-
-
-def log(audit_id: str) -> str:
-    return orjson.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": audit_id,
-                         "stage": "ResponseComplete", "verb": "get",
-                         "stageTimestamp": "2026-11-18T00:56:24.719830Z"}).decode()
+def body(cluster: str, *logs: Any) -> bytes:
+    return hub_body(*(record("kube-audit", log, cluster) for log in logs))
 
 
 def test_a_cluster_that_stops_sending_and_a_poison_record_alert(
         rules: dict[str, Any], exported: Callable[[], list[Row]]) -> None:
     ingest = ingest_function().get_user_function()
-    ingest(hub_events([body("aks-a", log("a1")), body("aks-b", log("b1"), '{"cut')]))
+    ingest(hub_events([body("aks-a", audit_event("a1")),
+                       body("aks-b", audit_event("b1"), '{"cut')]))
     exported()
     time.sleep(1.5)
-    ingest(hub_events([body("aks-a", log("a2"))]))  # aks-b sends nothing more
+    ingest(hub_events([body("aks-a", audit_event("a2"))]))  # aks-b sends nothing more
     rows = exported()
     now = max(_when(r) for r in rows)
     limit = rules["cluster-silent"]["threshold"] * 60
@@ -222,7 +221,7 @@ def test_failing_invocations_alert(rules: dict[str, Any], exported: Callable[[],
     ingest = ingest_function().get_user_function()
     for attempt in range(int(rules["ingest-failing"]["threshold"])):
         with pytest.raises(Exception):  # noqa: B017 (whatever the storage SDK raises)
-            ingest(hub_events([body("aks-a", log(f"f{attempt}"))]))
+            ingest(hub_events([body("aks-a", audit_event(f"f{attempt}"))]))
     rows = exported()
     now = max(_when(r) for r in rows)
     assert fired(rules["ingest-failing"], rows, now) == {""}

@@ -13,16 +13,22 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import orjson
 import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
 from extractor.envelope import Reason
 from harness.azurite import Azurite
-from harness.function import hub_events, ingest_function, use_storage, watch_function
+from harness.function import (
+    audit_event,
+    hub_body,
+    hub_events,
+    ingest_function,
+    record,
+    use_storage,
+    watch_function,
+)
 from harness.metrics import (
     IngestionEndpoint,
     collect,
@@ -36,19 +42,6 @@ from transport.ingest import Report
 from transport.telemetry import METER, PREFIX, FunctionMetrics
 
 BODIES = FIXTURES / "aks" / "eventhub-bodies.jsonl"
-CLUSTER = ("/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/"
-           "MANAGEDCLUSTERS/{}")
-
-
-def record(cluster: str, log: str) -> dict[str, Any]:
-    return {"category": "kube-audit", "resourceId": CLUSTER.format(cluster),
-            "properties": {"log": log}}
-
-
-def event(audit_id: str) -> str:
-    return orjson.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": audit_id,
-                         "stage": "ResponseComplete", "verb": "get",
-                         "stageTimestamp": "2026-11-18T00:56:24.719830Z"}).decode()
 
 
 @pytest.fixture
@@ -112,7 +105,7 @@ def test_a_report_becomes_these_counters(name: str, attributes: dict[str, str],
 def test_an_invocation_publishes_what_its_summary_line_says(
         function: Callable[..., None], caplog: pytest.LogCaptureFixture) -> None:
     bodies = [line for line in BODIES.read_bytes().splitlines() if line.strip()]
-    poison = orjson.dumps({"records": [record("aks-poison", "{not json")]})
+    poison = hub_body(record("kube-audit", "{not json", "aks-poison"))
     caplog.set_level(logging.INFO, logger="k8saudit.ingest")
     function(hub_events([*bodies, poison, bodies[0]]))
     line = summary(caplog)
@@ -143,14 +136,14 @@ def test_a_failed_invocation_counts_as_failed(function: Callable[..., None],
     monkeypatch.setenv("RATE_LIMIT_POLICY", "sometimes")
     function_app.ingestor.cache_clear()
     with pytest.raises(ValueError, match="RATE_LIMIT_POLICY"):
-        function(hub_events([orjson.dumps({"records": [record("aks-a", event("a1"))]})]))
+        function(hub_events([hub_body(record("kube-audit", audit_event("a1"), "aks-a"))]))
     monkeypatch.delenv("RATE_LIMIT_POLICY")
     monkeypatch.setenv("QUEUE_CONNECTION_STRING", "DefaultEndpointsProtocol=http;AccountName="
                        "devstoreaccount1;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:9/x;"
                        "BlobEndpoint=http://127.0.0.1:9/x;")
     function_app.ingestor.cache_clear()
     with pytest.raises(Exception):  # noqa: B017 (whatever the storage SDK raises)
-        function(hub_events([orjson.dumps({"records": [record("aks-a", event("a2"))]})]))
+        function(hub_events([hub_body(record("kube-audit", audit_event("a2"), "aks-a"))]))
     found = collect(global_reader())
     assert found[(PREFIX + "invocations", (("outcome", "failed"),))].sum == 2
     assert (PREFIX + "invocations", (("outcome", "ok"),)) not in found

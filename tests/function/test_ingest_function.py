@@ -26,7 +26,7 @@ from extractor import deadletter
 from extractor.envelope import TRUNCATED_ANNOTATION, AuditEvent, Reason
 from extractor.message import unpack, unpack_blob
 from harness.azurite import Azurite
-from harness.function import hub_events, ingest_function
+from harness.function import audit_event, hub_body, hub_events, ingest_function, record
 from tests import FIXTURES
 from tests.aks_fixture import Key, expected_keys
 from tests.extractor.test_hostile_input import DOCUMENTS
@@ -53,27 +53,6 @@ def expected() -> tuple[Counter[Key], set[Key]]:
 def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def record(category: str, log: Any, cluster: str = "AKS-TEST") -> dict[str, Any]:
-    return {
-        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
-        "category": category,
-        "resourceId": "/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/"
-                      f"MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/{cluster}",
-        "properties": {"log": log if isinstance(log, str) else json.dumps(log)},
-    }
-
-
-def audit_event(audit_id: str, **extra: Any) -> dict[str, Any]:
-    return {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
-            "auditID": audit_id, "stage": "ResponseComplete", "verb": "create",
-            "requestReceivedTimestamp": "2026-11-18T00:56:24.000000Z",
-            "stageTimestamp": "2026-11-18T00:56:24.719830Z", **extra}
-
-
-def hub_body(*records: dict[str, Any]) -> bytes:
-    return orjson.dumps({"records": list(records)})
 
 
 # --- the function under test ----------------------------------------------------------------
