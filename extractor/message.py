@@ -380,16 +380,18 @@ class _Lines:
     def feed(self, chunk: bytes) -> None:
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
+            self.seen += 1
+            if self.seen > self.count:  # counted, never assembled
+                self.pending.clear()
+                start = end + 1
+                continue
             if self.pending:
                 self.pending.append(chunk[start:end])
                 line = b"".join(self.pending)
                 self.pending.clear()
             else:
                 line = chunk[start:end]
-            self.seen += 1
             start = end + 1
-            if self.seen > self.count:
-                continue
             meta, tab, data = line.partition(b"\t")
             self.untabbed = self.untabbed or not tab
             self.metas.append(meta)

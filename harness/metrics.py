@@ -135,12 +135,12 @@ def exporting_provider(endpoint: IngestionEndpoint) -> MeterProvider:
     (statsbeat, SDK stats, the control plane's feature flags) off for this process: a test
     talks to nothing but the endpoint."""
     from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     for switch in ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
                    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
                    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED"):
         os.environ[switch] = "true"
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     exporter = AzureMonitorMetricExporter(connection_string=endpoint.connection_string,
                                           disable_offline_storage=True)

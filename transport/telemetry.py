@@ -13,6 +13,7 @@ the alerts that read them: ``docs/alerts.md``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 from opentelemetry.metrics import Counter, Histogram, Meter
@@ -52,11 +53,14 @@ HISTOGRAMS = {
 
 
 class FunctionMetrics:
-    """The function's instruments on one meter; thread-safe as OpenTelemetry's are."""
+    """The function's instruments on one meter. Thread-safe: the worker may run invocations
+    for several partitions at once; OpenTelemetry's instruments are, and counters (named by
+    the report's keys) are created under a lock."""
 
     def __init__(self, meter: Meter) -> None:
         self._meter = meter
         self._counters: dict[str, Counter] = {}
+        self._creating = threading.Lock()
         self._histograms = {name: meter.create_histogram(PREFIX + name, unit, description)
                             for name, (unit, description) in HISTOGRAMS.items()}
 
@@ -92,7 +96,10 @@ class FunctionMetrics:
             return
         counter = self._counters.get(name)
         if counter is None:
-            counter = self._counters[name] = self._meter.create_counter(PREFIX + name)
+            with self._creating:
+                counter = self._counters.get(name)
+                if counter is None:
+                    counter = self._counters[name] = self._meter.create_counter(PREFIX + name)
         counter.add(value, attributes)
 
     def _record(self, name: str, values: list[float] | list[int]) -> None:
