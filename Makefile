@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 LIB := build/libk8saudit-aks.so
 HOST := build/falco_host
 
-.PHONY: all plugin dist test run bench soak lint docs clean falco
+.PHONY: all plugin dist test test-fast run bench soak lint docs clean falco
 
 # Real Falco for the tests and `make run`: FALCO_BIN, else `falco` on PATH, else the one
 # ../shared/tools/falco/setup.sh unpacks into build/falco (where that folder exists).
@@ -36,7 +36,7 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-$(LIB): $(VENV)/.base $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py plugin/k8saudit_aks/sources/*.py extractor/*.py extractor/*.json transport/*.py)
+$(LIB): $(VENV)/.base $(wildcard plugin/*.py plugin/sdk/*.py plugin/sdk/abi/*.py plugin/sdk/abi/*.[ch] plugin/k8saudit_aks/*.py plugin/k8saudit_aks/sources/*.py extractor/*.py extractor/*/*.py extractor/*/*.json transport/*.py)
 	$(PY) -m plugin.build $(LIB)
 
 plugin: $(LIB)
@@ -86,6 +86,13 @@ $(PROMTOOL):
 test: $(LIB) $(HOST) $(PROMTOOL) node_modules/.installed .venv-infra/.installed falco lint
 	$(WITH_FALCO) $(PY) -m pytest
 
+# The pure tests (no .so, Azurite, Falco, Node or checkov; under a minute): the extractor's
+# table-driven and property tests, the hand-over, the layout and the docs' tables.
+FAST_TESTS := tests/extractor tests/plugin/test_handover.py tests/test_layout.py \
+	tests/test_failure_modes_doc.py
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest $(FAST_TESTS)
+
 run: $(LIB) $(HOST) node_modules/.installed falco
 	$(WITH_FALCO) $(PY) -m scripts.run_local
 
@@ -109,7 +116,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 docs: $(LIB)
-	$(PY) -m extractor.fields_doc --markdown docs/fields.md
+	$(PY) -m extractor.fields.markdown --markdown docs/fields.md
 
 clean:
 	rm -rf build

@@ -1,8 +1,8 @@
 """Ingest function: AKS diagnostic logs from Event Hubs -> audit events -> Storage Queue,
 and a watcher that measures the queues' backlog every minute.
 
-The bodies stay thin; the work is in ``transport.ingest`` (I/O) and ``extractor`` (pure),
-the metrics in ``transport.telemetry``. Settings, retry semantics and local runs:
+The bodies stay thin; the work is in ``ingest.ingestor`` (I/O) and ``extractor`` (pure),
+the metrics in ``ingest.telemetry``. Settings, retry semantics and local runs:
 ``docs/ingest-function.md``; metrics and alerts: ``docs/alerts.md``.
 """
 
@@ -15,9 +15,11 @@ from functools import cache
 import azure.functions as func
 from opentelemetry import metrics
 
+from ingest.ingestor import Ingestor
+from ingest.report import FAILED, Report
+from ingest.settings import IngestSettings
+from ingest.telemetry import METER, FunctionMetrics, azure_monitor_provider
 from transport.backlog import measure_backlog
-from transport.ingest import FAILED, Ingestor, IngestSettings, Report
-from transport.telemetry import METER, FunctionMetrics, azure_monitor_provider
 
 app = func.FunctionApp()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from extractor.compiled import compile_all
-from extractor.fields import FIELDS, ExtractError, compile_field
+from extractor.fields.compiled import compile_all
+from extractor.fields.table import FIELDS, ExtractError, compile_field
 from tests import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]

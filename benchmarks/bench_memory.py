@@ -18,8 +18,9 @@ from pathlib import Path
 from azure.storage.queue import QueueClient
 
 from benchmarks.events import distinct_copies
-from extractor.envelope import DEFAULT_DEDUPE_WINDOW, AuditEvent
-from extractor.message import pack
+from extractor.envelope.normalize import AuditEvent
+from extractor.message.codec import pack
+from extractor.policy.dedupe import DEFAULT_DEDUPE_WINDOW
 from harness import falco as runner
 from harness.azurite import Azurite
 from harness.memory import dedupe_bytes_per_key, peak_rss_mib

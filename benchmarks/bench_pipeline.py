@@ -22,8 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import function_app
-from extractor.envelope import Deduper
-from extractor.message import unpack
+from extractor.message.codec import unpack
 from harness.azurite import Azurite
 from harness.function import hub_events
 from tests import FIXTURES
@@ -82,7 +81,7 @@ def main() -> None:
         sequence = 0
         first = time.perf_counter()
         for _ in range(args.replays):
-            ingestor.deduper = Deduper(ingestor.settings.dedupe_window)
+            ingestor.chain.forget()
             for start in range(0, len(bodies), args.batch):
                 events = hub_events(bodies[start:start + args.batch], sequence)
                 sequence += len(events)

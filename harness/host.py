@@ -3,7 +3,11 @@ libsinsp)."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import json
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -63,21 +67,38 @@ def info(lib: Path, framework: str = "3.0.0") -> dict:
     return run(lib, "info", framework)[0]
 
 
-def _requests_file(lib: Path, keys: Iterable[str]) -> str:
-    with tempfile.NamedTemporaryFile("w", suffix=".req", delete=False) as tmp:
-        tmp.write(request_lines(info(lib)["fields"], keys))
-    return tmp.name
+def requests_file(keys: Iterable[str], lib: Path = LIB) -> str:
+    """The path of falco_host's REQUESTS file for `keys`: one file per distinct request,
+    kept for the process (hosts run many times with the same keys) and removed at exit."""
+    keys = list(keys)
+    text = request_lines(_fields(lib, lib.stat().st_mtime_ns), keys) if keys else ""
+    path = _requests_dir() / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.req"
+    if not path.exists():
+        path.write_text(text)
+    return str(path)
+
+
+@functools.cache
+def _fields(lib: Path, _mtime_ns: int) -> list[dict]:
+    return info(lib)["fields"]
+
+
+@functools.cache
+def _requests_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="falco-host-requests-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def extract(lib: Path, events: Path, keys: Iterable[str], config: str = "",
             multi: bool = False) -> list[dict]:
-    args = ["extract", config, str(events), _requests_file(lib, keys)]
+    args = ["extract", config, str(events), requests_file(keys, lib)]
     return run(lib, *args, *(["multi"] if multi else []))
 
 
 def capture(lib: Path, params: str, keys: Iterable[str] = (), config: str = "",
             max_events: int = -1, max_timeouts: int = 1000, timeout: float = 300,
             cwd: Path | None = None) -> list[dict]:
-    args = ["capture", config, params, _requests_file(lib, keys), str(max_events),
+    args = ["capture", config, params, requests_file(keys, lib), str(max_events),
             str(max_timeouts)]
     return run(lib, *args, timeout=timeout, cwd=cwd)

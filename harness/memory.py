@@ -15,7 +15,7 @@ import tracemalloc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from extractor.envelope import DEFAULT_DEDUPE_WINDOW, Deduper
+from extractor.policy.dedupe import DEFAULT_DEDUPE_WINDOW, Deduper
 
 
 def dedupe_bytes_per_key(key_length: int) -> float:

@@ -11,7 +11,7 @@ import pytest
 
 from harness import falco as falco_runner
 from harness.azurite import Azurite
-from tests.infra import image_build
+from tests.support import image_build
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from extractor.envelope import Reason
+from extractor.envelope.normalize import Reason
 from harness import kql, prometheus
 from harness.metrics import collect
 from harness.prometheus import dashboard_targets
-from tests.plugin import metric_names
+from ingest.report import Report
+from ingest.telemetry import METER, PREFIX, FunctionMetrics
+from tests.support import metric_names
 from transport.backlog import Backlog
-from transport.ingest import Report
-from transport.telemetry import METER, PREFIX, FunctionMetrics
 
 AZURE_MONITOR = "grafana-azure-monitor-datasource"
 # Grafana's macros, as the data sources expand them for one query.

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from extractor.envelope import DELIVERED, OMITTED, SALVAGED, Reason
-from extractor.message import PoisonReason
-from tests.plugin import metric_names
-from transport import ingest
+from extractor.envelope.normalize import DELIVERED, OMITTED, SALVAGED, Reason
+from extractor.message.codec import PoisonReason
+from ingest import report as ingest_report
+from tests.support import metric_names
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "failure-modes.md"
 
@@ -32,7 +32,7 @@ def counter_cells() -> list[str]:
 
 def known() -> set[str]:
     reasons = metric_names.reasons()
-    report = {value for name, value in vars(ingest).items()
+    report = {value for name, value in vars(ingest_report).items()
               if name.isupper() and isinstance(value, str) and value.islower()}
     plugin = set()
     for name in metric_names.code_names():

@@ -1,5 +1,2 @@
-"""Azure Storage I/O shared by the ingest function and the plugin's queue source.
-
-The wire format itself is pure and lives in `extractor.message`; this package only builds
-clients and moves bytes.
-"""
+"""Storage I/O both ends share: clients (`clients`), dead letters sent (`deadletter`), the
+queue's backlog read (`backlog`), which errors are the storage's (`errors`)."""

@@ -3,7 +3,7 @@
 Identity (`DefaultAzureCredential`: AKS workload identity, managed identity, environment
 credentials) is the production path; connection strings serve Azurite and the Go plugin's
 configuration. Every client uses text messages with no encoding policy: the wire format
-(extractor.message) is already base64 text, so its size check is exact.
+(extractor.message.codec) is already base64 text, so its size check is exact.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Sending a dead letter (format: `extractor.deadletter`), for the function and the plugin."""
+"""Sending a dead letter (format: `extractor.message.deadletter`), for the function and
+the plugin."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
-from extractor.deadletter import DeadLetter
-from extractor.message import DEFAULT_MAX_MESSAGE_CHARS
+from extractor.message.codec import DEFAULT_MAX_MESSAGE_CHARS
+from extractor.message.deadletter import DeadLetter
 from transport.clients import NO_EXPIRY
 
 

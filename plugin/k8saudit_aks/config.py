@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from extractor.envelope import DEFAULT_CATEGORIES
-from extractor.message import DEFAULT_LIMITS
-from plugin.k8saudit_aks.redact import redact
+from extractor.envelope.normalize import DEFAULT_CATEGORIES
+from extractor.message.codec import DEFAULT_LIMITS
+from extractor.safe_text import redact
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""Plugin identity, config and open-params dispatch; fields come from `extractor.fields`."""
+"""Plugin identity, config and open-params dispatch; fields come from `extractor.fields.table`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import ClassVar
 
 import orjson
 
-from extractor import compiled, fields
+from extractor.fields import compiled
+from extractor.fields import table as fields
+from extractor.safe_text import redact
 from plugin.k8saudit_aks import __version__
 from plugin.k8saudit_aks.config import EventHubMode, QueueMode, parse_config
 from plugin.k8saudit_aks.config import init_schema as config_schema
-from plugin.k8saudit_aks.redact import redact
 from plugin.k8saudit_aks.sources.file import FileInstance
 from plugin.sdk import Instance, Plugin, PluginError
 
@@ -26,8 +27,9 @@ if logging.getLogger("azure").level == logging.NOTSET:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
-class AuditExtractor:
-    """Each event is parsed once; every field function reads the parsed document."""
+class AuditFields:
+    """The plugin's field extraction (the SDK's `Extractor` capability, named as in
+    plugin-sdk-go): each event is parsed once; every field function reads the parsed document."""
 
     fields_json = fields.fields_json()
 
@@ -57,7 +59,7 @@ class K8sAuditAksPlugin(Plugin):
     event_source = "k8s_audit"
     extract_event_sources: ClassVar[Sequence[str]] = ("k8s_audit",)
     init_schema = config_schema()
-    extractor = AuditExtractor()
+    extractor = AuditFields()
 
     def __init__(self, config: str) -> None:
         super().__init__(config)

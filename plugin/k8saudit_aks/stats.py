@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 
-from extractor.envelope import Batch, Reason
+from extractor.envelope.normalize import Batch, Reason
 from plugin.sdk import Instance
 
 log = logging.getLogger("k8saudit-aks")
@@ -26,34 +26,50 @@ DEAD_LETTERED = "dead_lettered"
 
 
 class Stats:
-    """received, delivered, skipped by reason, deduplicated, dead-lettered, checkpoints."""
+    """received, delivered, skipped by reason, deduplicated, dead-lettered, checkpoints.
 
-    def __init__(self, source: str, interval_s: float = 60.0,
-                 lock: threading.Lock | None = None) -> None:
+    Thread-safe: Falco's thread, a source's worker threads and Falco's metrics thread all
+    update or read it, so every method takes its lock and no caller needs one."""
+
+    def __init__(self, source: str, interval_s: float = 60.0) -> None:
         self.source = source
-        self.lock = lock or threading.Lock()  # the one the source updates counters under
-        self.counts: Counter[str] = Counter(dict.fromkeys(SERVED_FROM_START, 0))
-        self.gauges: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter(dict.fromkeys(SERVED_FROM_START, 0))
+        self._gauges: dict[str, float] = {}
         self.interval_s = interval_s
         self.last_receive = time.monotonic()
         self._next_report = time.monotonic() + interval_s
 
     def received(self, n: int = 1) -> None:
-        self.counts["received"] += n
-        self.last_receive = time.monotonic()
+        with self._lock:
+            self._counts["received"] += n
+            self.last_receive = time.monotonic()
 
     def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] += n
+        with self._lock:
+            self._add(key, n)
+
+    def _add(self, key: str, n: int) -> None:
+        self._counts[key] += n
         if key.startswith(DEAD_LETTERED + "."):
-            self.counts[DEAD_LETTERED] += n
+            self._counts[DEAD_LETTERED] += n
+
+    def merge(self, counts: Counter[str]) -> None:
+        """Add a batch of counts at once (a hand-over's `delivered`, `deduplicated`)."""
+        if counts:
+            with self._lock:
+                for key, n in counts.items():
+                    self._add(key, n)
 
     def skipped(self, reason: str, n: int = 1) -> None:
-        self.counts[f"skipped.{reason}"] += n
+        self.add(f"skipped.{reason}", n)
 
     def parsed(self, batch: Batch, where: str) -> None:
-        """What one envelope parse gave: events received, duplicates, drops by reason.
-        A drop worth a dead letter (it carries its raw item) is logged as a warning."""
-        self.received(len(batch.events))
+        """What one envelope parse and the policy chain gave: events received (every
+        audit event read, whatever the chain made of it), duplicates, drops by reason. A
+        drop worth a dead letter (it carries its raw item) is logged as a warning."""
+        self.received(len(batch.events) + batch.counts[Reason.DUPLICATE]
+                      + batch.counts[Reason.TOO_LARGE])
         for drop in batch.drops:
             if drop.reason is Reason.DUPLICATE:
                 self.add("deduplicated")
@@ -64,28 +80,46 @@ class Stats:
 
     def gauge(self, key: str, value: float) -> None:
         """A value that goes up and down (a backlog), reported as it was last set."""
-        self.gauges[key] = value
+        with self._lock:
+            self._gauges[key] = value
+
+    @property
+    def counts(self) -> Counter[str]:
+        """A copy of the counters, as they are now."""
+        with self._lock:
+            return self._counts.copy()
+
+    @property
+    def gauges(self) -> dict[str, float]:
+        """A copy of the gauges, as they are now."""
+        with self._lock:
+            return dict(self._gauges)
 
     def metrics(self) -> list[tuple[str, float, bool]]:
         """(name, value, is_gauge): every counter, every gauge, and the seconds since the
-        last receive. From Falco's metrics thread, so under the source's lock."""
-        with self.lock:
-            out = [(key, float(value), False) for key, value in sorted(self.counts.items())]
-            out += [(key, value, True) for key, value in sorted(self.gauges.items())]
-        out.append(("seconds_since_last_receive", time.monotonic() - self.last_receive, True))
+        last receive."""
+        with self._lock:
+            out = [(key, float(value), False) for key, value in sorted(self._counts.items())]
+            out += [(key, value, True) for key, value in sorted(self._gauges.items())]
+            since = time.monotonic() - self.last_receive
+        out.append(("seconds_since_last_receive", since, True))
         return out
 
     def line(self) -> str:
-        parts = [f"{k}={v}" for k, v in sorted(self.counts.items())]
-        parts += [f"{k}={v:g}" for k, v in sorted(self.gauges.items())]
-        since = time.monotonic() - self.last_receive
+        with self._lock:
+            parts = [f"{k}={v}" for k, v in sorted(self._counts.items())]
+            parts += [f"{k}={v:g}" for k, v in sorted(self._gauges.items())]
+            since = time.monotonic() - self.last_receive
         parts.append(f"seconds_since_last_receive={since:.0f}")
         return f"stats source={self.source} " + " ".join(parts)
 
     def maybe_report(self) -> None:
         now = time.monotonic()
-        if now >= self._next_report:
-            self._next_report = now + self.interval_s
+        with self._lock:
+            due = now >= self._next_report
+            if due:
+                self._next_report = now + self.interval_s
+        if due:
             log.info("%s", self.line())
 
 

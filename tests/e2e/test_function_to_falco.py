@@ -20,13 +20,13 @@ import orjson
 import pytest
 from azure.core.exceptions import AzureError
 
-from extractor.envelope import TRUNCATED_ANNOTATION
+from extractor.envelope.normalize import TRUNCATED_ANNOTATION
 from harness.azurite import Azurite
 from harness.function import hub_events
 from tests import FIXTURES
-from tests.aks_fixture import Key, expected_keys
-from tests.e2e.support import Host
-from tests.function.test_ingest_function import App, check_fixture_delivery
+from tests.support.aks_fixture import Key, expected_keys
+from tests.support.ingest_app import App, check_fixture_delivery
+from tests.support.pipeline import Host
 
 AKS = FIXTURES / "aks"
 BODIES = AKS / "eventhub-bodies.jsonl"

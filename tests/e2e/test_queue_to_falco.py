@@ -17,11 +17,12 @@ from collections import Counter
 import orjson
 import pytest
 
-from extractor.envelope import AuditEvent, parse_documents
-from extractor.message import DEFAULT_LIMITS, pack
+from extractor.envelope.normalize import AuditEvent, parse_documents
+from extractor.message.codec import DEFAULT_LIMITS, pack
+from extractor.policy.chain import Chain
 from harness.azurite import Azurite
 from tests import FIXTURES
-from tests.e2e.support import Host, Pipeline, audit_events, capture
+from tests.support.pipeline import Host, Pipeline, audit_events, capture
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def pipe(azurite: Azurite, names: dict[str, str]) -> Pipeline:
 
 def test_normal_batches_reach_falco_once_each(pipe: Pipeline) -> None:
     docs = (FIXTURES / "audit-events" / "generated.jsonl").read_bytes().splitlines()
-    base = parse_documents(docs, fallback_cluster="aks-gen").events
+    base = Chain(fallback_cluster="aks-gen").admit(parse_documents(docs)).events
     # ten copies with distinct auditIDs (the dedupe key), as ten replays of the fixture
     events = [AuditEvent(e.data, e.timestamp_ns, f"{e.audit_id}-{copy}", e.stage, e.cluster)
               for copy in range(10) for e in base]
@@ -102,7 +103,7 @@ NOWHERE, TAMPERED, HUGE, OTHER = (f"{i:032x}" for i in range(1, 5))
 
 
 def test_poison_messages_are_dead_lettered_and_the_rest_flows(pipe: Pipeline) -> None:
-    """Each hostile message costs itself (issue 9, items 2-4 and 9): dead-lettered with its
+    """Each hostile message costs itself: dead-lettered with its
     reason, deleted, and every good message around it delivered."""
     good = audit_events(40, prefix="good")
     line = b'[1,"x","ResponseComplete",null]\t{"auditID":"x"}\n'

@@ -1,4 +1,4 @@
-"""The one dead-letter format both writers use (extractor.deadletter)."""
+"""The one dead-letter format both writers use (extractor.message.deadletter)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 
 import orjson
 
-from extractor.deadletter import BLOB_PREFIX, DeadLetter, QueueOrigin
+from extractor.message.deadletter import BLOB_PREFIX, DeadLetter, QueueOrigin
 
 
 def test_an_ingest_letter_carries_its_record_inline() -> None:

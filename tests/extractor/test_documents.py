@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extractor import documents as docs
-from extractor.documents import TooLarge, documents, split
+from extractor.envelope import documents as docs
+from extractor.envelope.documents import TooLarge, documents, split
 
 EVENTS = [{"kind": "Event", "auditID": f"a{i}", "s": 'x"],{}\\', "n": [1, {"k": "v"}]}
           for i in range(3)]

@@ -8,11 +8,9 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from extractor.documents import split
-from extractor.envelope import (
+from extractor.envelope.documents import split
+from extractor.envelope.normalize import (
     CLUSTER_ANNOTATION,
     DELIVERED,
     EVENT_CLUSTER_ANNOTATION,
@@ -21,16 +19,15 @@ from extractor.envelope import (
     TIMESTAMP_ANNOTATION,
     TRUNCATED_ANNOTATION,
     AuditEvent,
-    Deduper,
     Reason,
     cluster_from_resource_id,
     parse_documents,
     parse_timestamp_ns,
     with_fallback_cluster,
 )
-from extractor.numbers import Numbers
-from extractor.salvage import Salvaged, salvage
-from harness.memory import dedupe_bytes_per_key
+from extractor.envelope.numbers import Numbers
+from extractor.envelope.salvage import Salvaged, salvage
+from extractor.policy.chain import Chain
 from tests import FIXTURES
 
 AKS = FIXTURES / "aks"
@@ -145,7 +142,7 @@ def test_every_drop_reason(document: bytes, reason: Reason, has_raw: bool) -> No
 def test_duplicate_is_dropped_and_counted_without_raw() -> None:
     copies = [record(log_of(event())), record(log_of(event()), "kube-audit-admin")]
     body = dumps({"records": copies})
-    batch = parse_documents([body])
+    batch = Chain().admit(parse_documents([body]))
     assert len(batch.events) == 1
     assert [(d.reason, d.raw) for d in batch.drops] == [(Reason.DUPLICATE, None)]
     assert batch.counts == Counter({DELIVERED: 1, Reason.DUPLICATE: 1})
@@ -208,7 +205,7 @@ def test_cluster_from_resource_id(resource_id: str, expected: str | None) -> Non
 def test_cluster_from_resource_id_or_fallback(
     document: bytes, fallback: str | None, cluster: str | None
 ) -> None:
-    (out,) = parse_documents([document], fallback_cluster=fallback).events
+    (out,) = Chain(fallback_cluster=fallback).admit(parse_documents([document])).events
     assert out.cluster == cluster
     annotations = orjson.loads(out.data).get("annotations", {})
     assert annotations.get(CLUSTER_ANNOTATION) == cluster
@@ -235,7 +232,7 @@ def test_cluster_from_resource_id_or_fallback(
 def test_one_writer_of_the_cluster_name(annotations: Any, resource_id: str | None,
                                         expected: Any) -> None:
     document = dumps(record(log_of(event(annotations=annotations)), resource_id=resource_id))
-    (out,) = parse_documents([document], fallback_cluster="fallback").events
+    (out,) = Chain(fallback_cluster="fallback").admit(parse_documents([document])).events
     assert orjson.loads(out.data)["annotations"] == expected
 
 
@@ -281,54 +278,25 @@ def test_event_time_falls_back(fields: dict[str, Any], nanos: int) -> None:
     assert out.timestamp_ns == nanos
 
 
+
+
+
+
+
+
+
+
+
+
 # --- dedupe -----------------------------------------------------------------------------
 
-def test_deduper_window_holds_the_last_keys() -> None:
-    deduper = Deduper(capacity=2)
-    assert [deduper.seen(k) for k in "aba"] == [False, False, True]
-    assert deduper.seen("c") is False  # evicts a, the oldest
-    assert len(deduper) == 2
-    assert "a" not in deduper and "b" in deduper and "c" in deduper
-    assert deduper.seen("b") is True
-    assert deduper.seen("a") is False  # back in, evicting b
-    assert [k in deduper for k in "abc"] == [True, False, True]
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.integers(1, 40), st.lists(st.integers(0, 120), max_size=400))
-def test_deduper_is_a_window_of_the_last_keys(capacity: int, draws: list[int]) -> None:
-    """Against a plain list of the last `capacity` distinct keys, after every step."""
-    deduper, window = Deduper(capacity), []
-    for n in draws:
-        key = f"key-{n}"
-        assert deduper.seen(key) is (key in window)
-        if key not in window:
-            window = [*window, key][-capacity:]
-        assert len(deduper) == len(window)
-    assert all((f"key-{n}" in deduper) is (f"key-{n}" in window) for n in range(121))
-
-
-def test_deduper_keys_of_any_length_cost_the_same() -> None:
-    """A key is its hash: the window's memory does not follow the keys' length."""
-    short, long = dedupe_bytes_per_key(8), dedupe_bytes_per_key(500)
-    assert long < short * 1.05
-    assert short < 32  # measured: 24 (a window of tuples of strings: 250 and up)
-
-
-def test_a_window_of_zero_turns_dedupe_off_and_a_negative_one_is_refused() -> None:
-    off = Deduper(0)
-    assert [off.seen(k) for k in "aa"] == [False, False]
-    with pytest.raises(ValueError, match="capacity"):
-        Deduper(-1)
-
-
-def test_dedupe_key_includes_cluster_and_spans_calls_with_a_shared_deduper() -> None:
+def test_dedupe_key_includes_cluster_and_spans_calls_of_one_chain() -> None:
     other = RID.replace("AKS-DEV-01", "AKS-PROD")
     docs = [dumps(record(log_of(event()))), dumps(record(log_of(event()), resource_id=other))]
-    deduper = Deduper()
-    assert len(parse_documents(docs, deduper=deduper).events) == 2
-    assert parse_documents(docs[:1], deduper=deduper).counts == Counter({Reason.DUPLICATE: 1})
-    assert len(parse_documents(docs[:1]).events) == 1  # fresh window per call by default
+    chain = Chain()
+    assert len(chain.admit(parse_documents(docs)).events) == 2
+    assert chain.admit(parse_documents(docs[:1])).counts == Counter({Reason.DUPLICATE: 1})
+    assert len(Chain().admit(parse_documents(docs[:1])).events) == 1  # a window a chain
 
 
 # --- truncation salvage -------------------------------------------------------------------
@@ -384,7 +352,7 @@ def expected_events() -> list[dict[str, Any]]:
 
 def test_fixture_delivers_every_expected_event_exactly_once() -> None:
     bodies = (AKS / "eventhub-bodies.jsonl").read_bytes().splitlines()
-    batch = parse_documents(bodies)
+    batch = Chain().admit(parse_documents(bodies))
     delivered = Counter(e.key for e in batch.events)
     assert max(delivered.values()) == 1
     unrecoverable_logs = {
@@ -410,8 +378,9 @@ def test_fixture_delivers_every_expected_event_exactly_once() -> None:
 def test_fixture_salvage_rate() -> None:
     """All 21 of the fixture's truncated events keep auditID and stage: all are delivered,
     the 13 that lost stageTimestamp timed by requestReceivedTimestamp or the record's time
-    (issue 9, item 8)."""
-    batch = parse_documents((AKS / "eventhub-bodies.jsonl").read_bytes().splitlines())
+    (the AKS fixture's counts)."""
+    bodies = (AKS / "eventhub-bodies.jsonl").read_bytes().splitlines()
+    batch = Chain().admit(parse_documents(bodies))
     salvaged = {e.key for e in batch.events if TRUNCATED_ANNOTATION.encode() in e.data}
     truncated = {(e["cluster"], e["auditID"], e["stage"]) for e in expected_events()
                  if e["truncated"]}

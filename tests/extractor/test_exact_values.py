@@ -1,7 +1,7 @@
 """Values pass exactly: the event delivered for a record holds the numbers, strings and
 nesting of its `properties.log`, compared value by value (numbers as exact decimals), on
-generated events and on the cases that used to change; what cannot be carried is left out
-and named."""
+generated events and on the cases a double or a 64-bit integer would change; what cannot
+be carried is left out and named."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.envelope import (
+from extractor.envelope.normalize import (
     CLUSTER_ANNOTATION,
     OMITTED_ANNOTATION,
     TRUNCATED_ANNOTATION,
     parse_documents,
 )
-from extractor.numbers import Numbers, suspect
+from extractor.envelope.numbers import Numbers, suspect
 
 HEAD = ('{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse",'
         '"auditID":"a1","stage":"ResponseComplete",'
@@ -81,7 +81,7 @@ def test_generated_values_arrive_unchanged(value: str) -> None:
     assert delivered["annotations"] == {CLUSTER_ANNOTATION: "aks-1"}
 
 
-# --- cases that used to change, and what cannot be carried ---------------------------------
+# --- cases a double would change, and what cannot be carried -------------------------------
 
 UNCHANGED = [
     "123456789012345678901234567890",  # beyond 64 bits: orjson made it 1.2345678901234568e+29

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.fields import FIELDS, ExtractError, compile_field
+from extractor.fields.table import FIELDS, ExtractError, compile_field
 
 # the keys the fields look for, so that generated documents reach deep into their paths
 VOCABULARY = [

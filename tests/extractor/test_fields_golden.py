@@ -1,4 +1,4 @@
-"""`extractor.fields` against what the Go k8saudit 0.18.0 plugin returned for the same events.
+"""`extractor.fields.table` against what the Go k8saudit 0.18.0 plugin returned for the same events.
 
 Every golden value is checked: None for "no value" (and for upstream crashes), the list of
 strings, or `ExtractError` for upstream failures (rc 1). The only differences allowed are
@@ -16,43 +16,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.access import to_string
-from extractor.compiled import compile_all
-from extractor.fields import (
-    FIELDS,
-    ExtractError,
-    compile_field,
-    fields_json,
-)
-from extractor.fields_doc import markdown_table
-from tests import FIXTURES
+from extractor.fields.compiled import compile_all
+from extractor.fields.markdown import markdown_table
+from extractor.fields.table import ExtractError, compile_field, fields_json
+from tests.support.golden import FIELD_IDS, GOLDEN, NAMED, SOURCES, expected, load, parse_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
-GOLDEN = FIXTURES / "golden"
-SOURCES = ("falco-traces", "generated")
-FIELD_IDS = {f.name: i for i, f in enumerate(FIELDS)}
-
-_ESCAPED_SOURCE = (
-    "the event text escapes a non-ASCII character (\\u00fc); upstream echoes the source "
-    "bytes of objects, a parsed value no longer tells how its text was escaped, and we "
-    "render non-ASCII as Go's encoding/json (the API server) writes it: unescaped"
-)
-NAMED: dict[tuple[str, int, str], str] = {
-    ("generated", 199, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
-    ("generated", 345, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
-    ("generated", 686, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
-    ("generated", 766, "ka.req.binding.subjects"): _ESCAPED_SOURCE,
-}
 
 
-def parse_key(key: str) -> tuple[int, int | str | None]:
-    """`name` or `name[arg]` -> (field id, arg): digits are an index, anything else a key."""
-    name, bracket, arg = key.partition("[")
-    if not bracket:
-        return FIELD_IDS[name], None
-    arg = arg[:-1]
-    return FIELD_IDS[name], int(arg) if arg.isdigit() else arg
+
 
 
 @cache
@@ -60,14 +33,6 @@ def extractor(key: str):
     return compile_field(*parse_key(key))
 
 
-def load(source: str) -> list[tuple[int, bytes, dict]]:
-    lines = (FIXTURES / "audit-events" / f"{source}.jsonl").read_bytes().split(b"\n")
-    events = [line for line in lines if line.strip()]
-    golden = (GOLDEN / f"{source}.k8saudit-0.18.0.jsonl").read_text().splitlines()
-    return [
-        (record["evtnum"], events[record["evtnum"] - 1], record["values"])
-        for record in map(json.loads, golden)
-    ]
 
 
 def run(key: str, event: object) -> object:
@@ -78,23 +43,8 @@ def run(key: str, event: object) -> object:
         return {"rc": 1}
 
 
-def expected(key: str, event: object, golden: object) -> object:
-    if key.startswith("ka.sourceips"):
-        return expected_source_ips(parse_key(key)[1], event)
-    if isinstance(golden, dict) and golden.get("crash"):
-        return None
-    return golden
 
 
-def expected_source_ips(index: int | None, event: dict) -> list[str] | None:
-    """Our deliberate `ka.sourceips`: the top-level `sourceIPs` array, elements as JSON text."""
-    ips = event.get("sourceIPs")
-    if not isinstance(ips, list):
-        return None
-    texts = [ip if isinstance(ip, str) else to_string(ip) for ip in ips]
-    if index is not None:
-        texts = texts[index : index + 1]
-    return texts or None
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -136,9 +86,10 @@ def test_fields_json_is_upstream_field_list() -> None:
 
 def test_docs_table_is_up_to_date() -> None:
     docs = (ROOT / "docs" / "fields.md").read_text()
-    assert markdown_table() in docs, "run: python -m extractor.fields_doc --markdown docs/fields.md"
+    assert markdown_table() in docs, \
+        "run: python -m extractor.fields.markdown --markdown docs/fields.md"
     printed = subprocess.run(
-        [sys.executable, "-m", "extractor.fields_doc", "--markdown"],
+        [sys.executable, "-m", "extractor.fields.markdown", "--markdown"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 import random
 import tracemalloc
@@ -17,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.documents import split
-from extractor.envelope import AuditEvent, parse_documents
-from extractor.message import (
+from extractor.envelope.documents import split
+from extractor.envelope.normalize import AuditEvent, parse_documents
+from extractor.message.codec import (
     DEFAULT_LIMITS,
     BlobRef,
     Limits,
@@ -29,7 +28,9 @@ from extractor.message import (
     unpack,
     unpack_blob,
 )
+from extractor.policy.chain import Chain
 from tests import FIXTURES
+from tests.support.strategies import AUDIT_EVENTS, frame, header_for, tampered
 
 GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
 
@@ -37,7 +38,7 @@ GENERATED = FIXTURES / "audit-events" / "generated.jsonl"
 @pytest.fixture(scope="module")
 def generated() -> list[AuditEvent]:
     documents = split(GENERATED.read_bytes())
-    return parse_documents(documents, fallback_cluster="gen").events
+    return Chain(fallback_cluster="gen").admit(parse_documents(documents)).events
 
 
 def read_all(messages: list[Any], limits: Limits = DEFAULT_LIMITS) -> list[AuditEvent]:
@@ -146,14 +147,8 @@ def test_limits_must_leave_room_for_a_header() -> None:
 
 # --- poison ---------------------------------------------------------------------------------
 
-def frame(header: dict[str, Any], body: bytes = b"") -> str:
-    raw = orjson.dumps(header) + (b"\n" + body if body else b"")
-    return base64.b64encode(raw).decode()
 
 
-def header_for(payload: bytes, **changes: Any) -> dict[str, Any]:
-    header = {"v": 1, "id": "x", "n": 1, "sha256": hashlib.sha256(payload).hexdigest()}
-    return {**header, **changes}
 
 
 ID = "a" * 32
@@ -190,13 +185,12 @@ POISON = [
                                 zlib.compress(b"[1,2,3,4]\t{}\n")), PoisonReason.BAD_INDEX),
     ("no final newline", frame(header_for(PAYLOAD[:-1]), zlib.compress(PAYLOAD[:-1])),
      PoisonReason.COUNT_MISMATCH),
-    # Event data that is not an audit event object never reaches Falco (issue 9, item 9).
+    # Event data that is not an audit event object never reaches Falco.
     *[(f"event data {name}", frame(header_for(p := b'[1,"a","b",null]\t' + data + b"\n"),
                                    zlib.compress(p)), PoisonReason.BAD_EVENT)
       for name, data in [("not json", b"{nope"), ("an array", b"[1]"), ("empty", b""),
                          ("a string", b'"x"')]],
-    # Claim checks name exactly v1/<own id>.zlib: nothing else can be read and deleted
-    # (issue 9, item 3).
+    # Claim checks name exactly v1/<own id>.zlib: nothing else can be read and deleted.
     *[(f"claim check {name}", frame(header_for(PAYLOAD, id=ID, blob=blob)),
        PoisonReason.CLAIMCHECK_INVALID)
       for name, blob in [("empty name", ""), ("other container", "../other/x.zlib"),
@@ -299,23 +293,10 @@ def test_payload_of_exactly_the_limit_is_read() -> None:
 
 # --- property -------------------------------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
-)
-EVENTS = st.builds(
-    AuditEvent,
-    data=st.dictionaries(st.text(), JSON_VALUES, max_size=4).map(orjson.dumps),
-    timestamp_ns=st.integers(0, 2**63 - 1),
-    audit_id=st.text(),
-    stage=st.text(),
-    cluster=st.none() | st.text(),
-)
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=st.lists(EVENTS, max_size=40), chars=st.sampled_from([1024, 2048, 65536]))
+@given(events=st.lists(AUDIT_EVENTS, max_size=40), chars=st.sampled_from([1024, 2048, 65536]))
 def test_round_trip_property(events: list[AuditEvent], chars: int) -> None:
     limits = Limits(max_message_chars=chars)
     messages = pack(events, limits=limits)
@@ -323,35 +304,12 @@ def test_round_trip_property(events: list[AuditEvent], chars: int) -> None:
     assert read_all(messages, limits) == events
 
 
-@st.composite
-def tampered(draw: st.DrawFn) -> str:
-    """A real message with bytes of its frame, its header or its payload changed."""
-    events = draw(st.lists(EVENTS, min_size=1, max_size=5))
-    (message, *_) = pack(events, limits=Limits(max_message_chars=65536))
-    frame_bytes = bytearray(base64.b64decode(message.text))
-    how = draw(st.sampled_from(["flip", "cut", "header", "payload"]))
-    if how == "flip":
-        for _ in range(draw(st.integers(1, 4))):
-            at = draw(st.integers(0, len(frame_bytes) - 1))
-            frame_bytes[at] ^= draw(st.integers(1, 255))
-    elif how == "cut":
-        del frame_bytes[draw(st.integers(0, len(frame_bytes) - 1)):]
-    elif how == "header":
-        header = draw(st.dictionaries(st.sampled_from(["v", "id", "n", "sha256", "blob"]),
-                                      JSON_VALUES, max_size=5))
-        frame_bytes = bytearray(orjson.dumps(header) + b"\n" + bytes(frame_bytes).partition(
-            b"\n")[2])
-    else:  # a consistent frame around a payload of any bytes: only the lines can be wrong
-        payload = draw(st.binary(max_size=200)) + b"\n"
-        n = max(1, payload.count(b"\n"))
-        return frame(header_for(payload, n=n, id="a" * 32), zlib.compress(payload))
-    return base64.b64encode(bytes(frame_bytes)).decode()
 
 
 @settings(max_examples=400, deadline=None)
 @given(text=tampered() | st.text(max_size=200))
 def test_reader_never_raises_anything_but_poison(text: str) -> None:
-    """Issue 9: whatever a message holds, the reader returns audit event objects or raises
+    """Whatever a message holds, the reader returns audit event objects or raises
     PoisonMessage (which the queue source dead-letters); nothing else escapes."""
     try:
         unpacked = unpack(text)

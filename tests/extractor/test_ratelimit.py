@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from extractor.ratelimit import TokenBucket
+from extractor.policy.ratelimit import TokenBucket
 
 
 class Clock:

@@ -197,14 +197,12 @@ def cases() -> list[Case]:
         Case("AKS Managed Object Modified", False, "the deployment controller writes status",
              PROD,
              ev(user="system:serviceaccount:kube-system:deployment-controller",
-                groups=KUBE_SYSTEM_SA,
-                verb="update", resource="deployments", namespace="kube-system",
-                name="coredns", subresource="status",
+                groups=KUBE_SYSTEM_SA, verb="update", resource="deployments",
+                namespace="kube-system", name="coredns", subresource="status",
                 uri="/apis/apps/v1/namespaces/kube-system/deployments/coredns/status")),
         Case("AKS Managed Object Modified", False, "the azure-policy add-on syncs a constraint",
              PROD,
-             ev(user="system:serviceaccount:kube-system:azure-policy",
-                groups=KUBE_SYSTEM_SA,
+             ev(user="system:serviceaccount:kube-system:azure-policy", groups=KUBE_SYSTEM_SA,
                 verb="update", resource="k8sazurev2noprivilege",
                 name="azurepolicy-k8sazurev2noprivilege-1f2e",
                 uri="/apis/constraints.gatekeeper.sh/v1beta1/k8sazurev2noprivilege/"
@@ -236,24 +234,23 @@ def cases() -> list[Case]:
     ]
 
 
+def _lease(name: str, source_ip: str, user_agent: str) -> dict[str, Any]:
+    """aksService renewing a kube-system lease, as AKS's CSI drivers do all day."""
+    return {"user": "aksService", "groups": MASTERS, "verb": "update", "resource": "leases",
+            "namespace": "kube-system", "name": name,
+            "uri": f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}",
+            "source_ip": source_ip, "user_agent": user_agent}
+
+
 # 6. Noise: AKS's own traffic, each modelled on a published AKS record, and the official
 # rule that alerts on it without the overrides.
 NOISE = [
     ("Disallowed K8s User", "aksService renews a CSI lease (Azure Monitor schema test data)",
-     PROD,
-     {"user": "aksService", "groups": MASTERS, "verb": "update", "resource": "leases",
-      "namespace": "kube-system", "name": "external-attacher-leader-disk-csi-azure-com",
-      "uri": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
-             "external-attacher-leader-disk-csi-azure-com",
-      "source_ip": "172.31.30.22", "user_agent": "Go-http-client/2.0"}),
+     PROD, _lease("external-attacher-leader-disk-csi-azure-com", "172.31.30.22",
+                  "Go-http-client/2.0")),
     ("Disallowed K8s User", "aksService's csi-resizer renews its lease (Sumo Logic AKS docs)",
-     DEV,
-     {"user": "aksService", "groups": MASTERS, "verb": "update", "resource": "leases",
-      "namespace": "kube-system", "name": "external-resizer-file-csi-azure-com",
-      "uri": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
-             "external-resizer-file-csi-azure-com",
-      "source_ip": "172.31.35.83",
-      "user_agent": "csi-resizer/v0.0.0 (linux/amd64) kubernetes/$Format"}),
+     DEV, _lease("external-resizer-file-csi-azure-com", "172.31.35.83",
+                 "csi-resizer/v0.0.0 (linux/amd64) kubernetes/$Format")),
     ("Disallowed K8s User", "aksService's cluster-autoscaler evicts a pod (kube-audit-admin)",
      PROD,
      {"user": "aksService", "groups": MASTERS, "verb": "create", "code": 429,

@@ -27,8 +27,8 @@ from harness import falco as runner
 from harness import prometheus
 from harness.azurite import Azurite, free_port
 from tests import OFFICIAL_RULES
-from tests.e2e.support import Pipeline, audit_events
-from tests.plugin import metric_names
+from tests.support import metric_names
+from tests.support.pipeline import Pipeline, audit_events
 
 METRICS = {"enabled": True, "interval": "1s", "plugins_metrics_enabled": True,
            "output_rule": False, "rules_counters_enabled": False,

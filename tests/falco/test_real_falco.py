@@ -32,10 +32,10 @@ from harness.function import hub_events
 from plugin.k8saudit_aks import __version__
 from samples import attack_story
 from tests import FIXTURES, OFFICIAL_RULES
-from tests.e2e.support import Pipeline, audit_events
 from tests.falco import SHIPPED_RULES
-from tests.function.test_ingest_function import App
-from tests.plugin import metric_names
+from tests.support import metric_names
+from tests.support.ingest_app import App
+from tests.support.pipeline import Pipeline, audit_events
 
 RULES = [OFFICIAL_RULES]
 TRACES = FIXTURES / "audit-events" / "falco-traces"

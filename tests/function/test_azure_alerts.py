@@ -22,20 +22,12 @@ import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
+from harness import function as fn
 from harness import kql
 from harness.azurite import Azurite
-from harness.function import (
-    audit_event,
-    hub_body,
-    hub_events,
-    ingest_function,
-    record,
-    use_storage,
-    watch_function,
-)
 from harness.metrics import IngestionEndpoint, exporting_provider
+from ingest.telemetry import METER, PREFIX, FunctionMetrics
 from tests.infra.conftest import BICEP_DIR, INFRA_PYTHON, require_infra_venv
-from transport.telemetry import METER, PREFIX, FunctionMetrics
 
 Row = dict[str, Any]
 Measure = Callable[[list[Row], float], dict[str, float]]  # dimension value -> measure
@@ -173,7 +165,7 @@ def exported(azurite: Azurite, names: dict[str, str],
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Row]]]:
     """The function's entry points on this test's queues, their metrics sent by the real
     exporter; calling the fixture flushes and returns every AppMetrics row so far."""
-    use_storage(monkeypatch.setenv, azurite.connection_string, names)
+    fn.use_storage(monkeypatch.setenv, azurite.connection_string, names)
     endpoint = IngestionEndpoint()
     provider = exporting_provider(endpoint)
     monkeypatch.setattr(function_app, "function_metrics",
@@ -190,17 +182,17 @@ def exported(azurite: Azurite, names: dict[str, str],
 
 
 def body(cluster: str, *logs: Any) -> bytes:
-    return hub_body(*(record("kube-audit", log, cluster) for log in logs))
+    return fn.hub_body(*(fn.record("kube-audit", log, cluster) for log in logs))
 
 
 def test_a_cluster_that_stops_sending_and_a_poison_record_alert(
         rules: dict[str, Any], exported: Callable[[], list[Row]]) -> None:
-    ingest = ingest_function().get_user_function()
-    ingest(hub_events([body("aks-a", audit_event("a1")),
-                       body("aks-b", audit_event("b1"), '{"cut')]))
+    ingest = fn.ingest_function().get_user_function()
+    ingest(fn.hub_events([body("aks-a", fn.audit_event("a1")),
+                       body("aks-b", fn.audit_event("b1"), '{"cut')]))
     exported()
     time.sleep(1.5)
-    ingest(hub_events([body("aks-a", audit_event("a2"))]))  # aks-b sends nothing more
+    ingest(fn.hub_events([body("aks-a", fn.audit_event("a2"))]))  # aks-b sends nothing more
     rows = exported()
     now = max(_when(r) for r in rows)
     limit = rules["cluster-silent"]["threshold"] * 60
@@ -218,10 +210,10 @@ def test_failing_invocations_alert(rules: dict[str, Any], exported: Callable[[],
                        "devstoreaccount1;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:9/x;"
                        "BlobEndpoint=http://127.0.0.1:9/x;")
     function_app.ingestor.cache_clear()
-    ingest = ingest_function().get_user_function()
+    ingest = fn.ingest_function().get_user_function()
     for attempt in range(int(rules["ingest-failing"]["threshold"])):
         with pytest.raises(Exception):  # noqa: B017 (whatever the storage SDK raises)
-            ingest(hub_events([body("aks-a", audit_event(f"f{attempt}"))]))
+            ingest(fn.hub_events([body("aks-a", fn.audit_event(f"f{attempt}"))]))
     rows = exported()
     now = max(_when(r) for r in rows)
     assert fired(rules["ingest-failing"], rows, now) == {""}
@@ -236,7 +228,7 @@ def test_a_queue_nobody_reads_alerts(rules: dict[str, Any], exported: Callable[[
     measured nothing alerts at any threshold."""
     queue = QueueClient.from_connection_string(azurite.connection_string, names["queue"])
     queue.send_message("waiting")
-    watch = watch_function()
+    watch = fn.watch_function()
     watch()
     exported()  # one export a watch, as a minute between them would give
     time.sleep(2)

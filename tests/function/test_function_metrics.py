@@ -1,4 +1,4 @@
-"""The function's metrics (transport.telemetry): what each invocation and each watch
+"""The function's metrics (ingest.telemetry): what each invocation and each watch
 publishes equals what the function itself reports, and the real Azure Monitor exporter
 sends it as the AppMetrics rows the Bicep alerts query.
 
@@ -18,7 +18,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 import function_app
-from extractor.envelope import Reason
+from extractor.envelope.normalize import Reason
 from harness.azurite import Azurite
 from harness.function import (
     audit_event,
@@ -36,10 +36,10 @@ from harness.metrics import (
     global_reader,
     totals,
 )
+from ingest.report import Report
+from ingest.telemetry import METER, PREFIX, FunctionMetrics
 from tests import FIXTURES
 from transport.backlog import Backlog
-from transport.ingest import Report
-from transport.telemetry import METER, PREFIX, FunctionMetrics
 
 BODIES = FIXTURES / "aks" / "eventhub-bodies.jsonl"
 

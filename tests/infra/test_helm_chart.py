@@ -24,14 +24,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from extractor.envelope import parse_documents
+from extractor.envelope.normalize import parse_documents
 from harness import falco as runner
 from harness.azurite import Azurite, free_port
 from samples import attack_story
 from tests import OFFICIAL_RULES
-from tests.e2e.support import Pipeline
 from tests.infra.conftest import ROOT
-from tests.plugin import metric_names
+from tests.support import metric_names
+from tests.support.pipeline import Pipeline
 
 FALCO_DEPLOY = ROOT / "deploy" / "falco"
 CHART = json.loads((FALCO_DEPLOY / "chart.json").read_text())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import image_build
 from tests.infra.conftest import ROOT
+from tests.support import image_build
 
 CHART = json.loads((ROOT / "deploy" / "falco" / "chart.json").read_text())
 

@@ -150,7 +150,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("max_event_size", seed(max_event_size=10), "must be within"),
     ("dedupe_window", seed(dedupe_window=-1), "must be within"),
     ("stats_interval_seconds", seed(stats_interval_seconds=0), "must be within"),
-    # A pasted connection string used to retry forever in the background (issue 9, item 9).
+    # A connection string where an account URL belongs is refused at init, not retried.
     ("queue_account_url", {"queue_name": "q", "queue_account_url":
                            f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={SECRET}"},
      "must be an account URL"),

@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import falco, host
-from tests.extractor.test_fields_golden import expected_source_ips
-from tests.plugin.test_golden_abi import golden_keys
+from tests.support.golden import expected_source_ips, golden_keys
 
 # Upstream crashes the process on some shapes of these (docs/differences.md): not asked.
 CRASHING = {"ka.req.pod.volumes.volume_type"}

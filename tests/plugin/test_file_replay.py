@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extractor.envelope import (
+from extractor.envelope.normalize import (
     EVENT_CLUSTER_ANNOTATION,
     TRUNCATED_ANNOTATION,
     parse_timestamp_ns,
@@ -16,7 +16,7 @@ from extractor.envelope import (
 from harness import host
 from harness.memory import peak_rss_mib
 from tests import FIXTURES
-from tests.aks_fixture import expected_rows
+from tests.support.aks_fixture import expected_rows
 
 TRACES = FIXTURES / "audit-events" / "falco-traces"
 AKS = FIXTURES / "aks"
@@ -137,7 +137,7 @@ def test_aks_directory_replay_yields_every_complete_event() -> None:
 
 
 def test_a_cluster_name_never_turns_into_a_replay(tmp_path: Path) -> None:
-    """Issue 9, item 9: open params `prod-cluster` (the Go plugin's cluster name) with a
+    """Open params `prod-cluster` (the Go plugin's cluster name) with a
     folder of that name in the working directory still means "read the configured source".
     Replay needs file:// or an absolute path."""
     (tmp_path / "prod-cluster").mkdir()
@@ -149,7 +149,7 @@ def test_a_cluster_name_never_turns_into_a_replay(tmp_path: Path) -> None:
 
 
 def test_poison_records_in_a_replayed_file_cost_only_themselves(tmp_path: Path) -> None:
-    """Issue 9, items 1 and 9: one hostile record used to end next_batch with 0 events."""
+    """A hostile record is skipped and counted; every event around it is replayed."""
     good = [dict(e, auditID=f"good-{i}") for i, e in enumerate(source_events(TRACES)[:3])]
     head = orjson.dumps(good[0]).decode()[:-1]
     hostile = [
@@ -178,7 +178,7 @@ def test_an_event_over_max_event_size_is_logged_with_its_place(tmp_path: Path) -
     big = dict(big, requestObject={"x": "y" * 5000})
     (tmp_path / "two.jsonl").write_bytes(orjson.dumps(small) + b"\n" + orjson.dumps(big))
     proc = host.run_raw(host.LIB, "capture", orjson.dumps({"max_event_size": 1024}).decode(),
-                        str(tmp_path), host._requests_file(host.LIB, []), "-1", "100")
+                        str(tmp_path), host.requests_file([]), "-1", "100")
     events, end = events_of([orjson.loads(line) for line in proc.stdout.splitlines()])
     assert [orjson.loads(e["data"]) for e in events] == [small] and end["rc"] == 2
     assert f"{tmp_path / 'two.jsonl'} (documents 1-2): skipped (too_large)" in proc.stderr
@@ -189,7 +189,7 @@ def test_counters_reach_plugin_get_metrics() -> None:
     """Falco's metrics collector calls plugin_get_metrics by name, whatever API version the
     plugin declares (libsinsp sinsp_plugin::get_metrics); the C host asks as it does."""
     proc = host.run_raw(host.LIB, "capture", "", f"file://{TRACES}",
-                        host._requests_file(host.LIB, []), "-1", "10", "0", "metrics")
+                        host.requests_file([]), "-1", "10", "0", "metrics")
     metrics = orjson.loads(proc.stdout.splitlines()[-1])["metrics"]
     assert metrics["delivered"] == [51, "u64", 0]  # counter: u64, monotonic
     assert metrics["received"] == [51, "u64", 0]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from harness import host
 from tests import FIXTURES
 from tests.plugin.ctypes_abi import Plugin
-from tests.plugin.test_golden_abi import golden_keys
+from tests.support.golden import golden_keys
 
 AUDIT_KEYS = ["kind", "auditID", "stage", "verb", "user", "username", "groups", "objectRef",
               "requestObject", "responseObject", "spec", "containers", "securityContext",

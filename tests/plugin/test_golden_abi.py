@@ -16,17 +16,11 @@ import pytest
 from harness import host
 from plugin.k8saudit_aks import __version__
 from tests import FIXTURES
-from tests.extractor.test_fields_golden import NAMED, SOURCES, expected, load
+from tests.support.golden import NAMED, SOURCES, expected, golden_keys, load
 
 K8SAUDIT_INFO = FIXTURES / "golden" / "k8saudit-0.18.0.plugin-info.json"
 
 
-@cache
-def golden_keys(source: str) -> list[str]:
-    keys: dict[str, None] = {}
-    for _, _, values in load(source):
-        keys.update(dict.fromkeys(values))
-    return list(keys)
 
 
 @cache

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from extractor.envelope import AuditEvent, Deduper
-from extractor.ratelimit import TokenBucket
+from extractor.envelope.normalize import AuditEvent
+from extractor.policy.ratelimit import TokenBucket
 from plugin.k8saudit_aks.config import parse_config
 from plugin.k8saudit_aks.sources.file import FileInstance
 from plugin.k8saudit_aks.sources.handover import Handover
@@ -22,17 +22,17 @@ def frozen_bucket(rate: float, burst: int) -> TokenBucket:
     return TokenBucket(rate, burst, clock=lambda: 0.0)
 
 
-def test_duplicate_events_are_counted_and_use_no_token() -> None:
-    handover: Handover[str] = Handover(bucket=frozen_bucket(1, 2), deduper=Deduper(10))
-    handover.add("m1", [event(0), event(0), event(2), event(3)])
+def test_events_the_rate_limit_holds_back_wait_and_are_not_dropped() -> None:
+    handover: Handover[str] = Handover(bucket=frozen_bucket(1, 2))
+    handover.add("m1", [event(0), event(1), event(2)])
 
     got = handover.take()
 
-    assert [e.timestamp_ns for e in got] == [1000, 1002]  # two tokens, two events
-    assert handover.counts() == {"delivered": 2, "deduplicated": 1}
+    assert [e.timestamp_ns for e in got] == [1000, 1001]  # two tokens, two events
+    assert handover.counts() == {"delivered": 2}
     assert handover.take() == [] and handover.counts() == {}
-    handover.bucket = frozen_bucket(1, 1)  # a token again: event 3 was waiting, not dropped
-    assert [e.timestamp_ns for e in handover.take()] == [1003]
+    handover.bucket = frozen_bucket(1, 1)  # a token again: event 2 was waiting, not dropped
+    assert [e.timestamp_ns for e in handover.take()] == [1002]
 
 
 def test_at_most_max_batch_events_in_order() -> None:
@@ -71,13 +71,13 @@ def test_close_does_not_count_the_last_batch_as_consumed() -> None:
     assert len(handover.take()) == 1
     assert handover.unconsumed_at_close() == []  # Falco may not have processed it
 
-    handed_nothing: Handover[str] = Handover(deduper=Deduper(10))
+    handed_nothing: Handover[str] = Handover()
     handed_nothing.add("seen", [event(0)])
     assert len(handed_nothing.take()) == 1
     handed_nothing.acknowledge()
-    handed_nothing.add("again", [event(0)])  # a duplicate only: nothing goes out
+    handed_nothing.add("empty", [])  # every event of it was a duplicate: nothing goes out
     assert handed_nothing.take() == []
-    assert handed_nothing.unconsumed_at_close() == ["again"]
+    assert handed_nothing.unconsumed_at_close() == ["empty"]
 
 
 def test_file_replay_stamps_an_event_without_a_time_with_the_current_time(

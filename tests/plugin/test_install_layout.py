@@ -1,5 +1,5 @@
 """The documented install works on its own: the release tarball that `make dist` writes in
-the image's build stage (tests/infra/image_build.py), checked against its checksum and
+the image's build stage (tests/support/image_build.py), checked against its checksum and
 unpacked away from this checkout as docs/install.md says, loaded by a non-Python host with
 an empty environment; the AKS rules file beside it."""
 

@@ -4,7 +4,7 @@ tests/falco/test_real_falco.py)."""
 
 from __future__ import annotations
 
-from tests.plugin.metric_names import PREFIX, code_names, documented, reasons, served
+from tests.support.metric_names import PREFIX, code_names, documented, reasons, served
 
 
 def test_the_docs_list_every_metric_the_sources_count() -> None:

@@ -23,16 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extractor.envelope import AuditEvent
-from extractor.message import pack
+from extractor.envelope.normalize import AuditEvent
+from extractor.message.codec import pack
 from harness.azurite import Azurite
 from plugin.k8saudit_aks.config import parse_config
-from plugin.k8saudit_aks.sources import queue as queue_source
-from plugin.k8saudit_aks.sources.backoff import Backoff, describe
+from plugin.k8saudit_aks.sources import queue_worker
+from plugin.k8saudit_aks.sources.backoff import Backoff
 from plugin.k8saudit_aks.sources.queue import QueueInstance
 from plugin.sdk import Event, Timeout
-from tests.e2e.support import Pipeline, audit_events
-from tests.extractor.test_message import tampered
+from tests.support.pipeline import Pipeline, audit_events
+from tests.support.strategies import tampered
 
 
 @pytest.fixture
@@ -245,12 +245,6 @@ def test_still_failing_logs_during_a_long_pause(caplog: pytest.LogCaptureFixture
     assert len(caplog.records) >= 6
 
 
-def test_describe_redacts_and_keeps_one_line() -> None:
-    exc = ValueError("bad AccountKey=c2VjcmV0;BlobEndpoint=x\nsecond line sig=abc")
-    text = describe(exc)
-    assert text == "ValueError: bad AccountKey=***;BlobEndpoint=x"
-
-
 def test_a_named_backoff_says_what_is_unreachable_with_context_and_jitter(
         caplog: pytest.LogCaptureFixture) -> None:
     """The Event Hub source's use: its name and "since last receive" on every line."""
@@ -279,10 +273,10 @@ def _denied_claims(pipe: Pipeline) -> Any:
 
 
 def test_a_message_that_keeps_failing_costs_only_itself(pipe: Pipeline) -> None:
-    """Issue 9, item 2: a claim check the reader may not read (403) no longer stalls the
-    queue. The message is released (it reappears after its visibility timeout), the good
-    messages behind it are delivered at once, and once it has failed max_dequeue_count
-    receives it is dead-lettered with its last error and deleted."""
+    """A claim check the reader may not read (403) does not stall the queue. The message
+    is released (it reappears after its visibility timeout), the good messages behind it
+    are delivered at once, and once it has failed max_dequeue_count receives it is
+    dead-lettered with its last error and deleted."""
     before, after = audit_events(5, prefix="before"), audit_events(500, prefix="after")
     big = AuditEvent(orjson.dumps({"kind": "Event", "auditID": "big", "x": os.urandom(
         80_000).hex()}), 1, "big", "ResponseComplete", None)
@@ -316,7 +310,7 @@ def test_a_message_that_keeps_failing_costs_only_itself(pipe: Pipeline) -> None:
 
 def test_an_event_over_max_event_size_is_dead_lettered_not_dropped(
         pipe: Pipeline, open_source: Any) -> None:
-    """Issue 9, item 5: skipped events are dead-lettered (raw event kept), not only counted."""
+    """Events over the size bound are dead-lettered (raw event kept), not only counted."""
     small = audit_events(3, prefix="small")
     big = AuditEvent(orjson.dumps({"kind": "Event", "auditID": "big", "x": "y" * 5000}), 1,
                      "big", "ResponseComplete", None)
@@ -341,7 +335,7 @@ XML_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=10
        seed=st.integers(0, 2**32))
 def test_no_message_can_stop_the_source(azurite: Azurite, hostile: list[str], seed: int
                                         ) -> None:
-    """Issue 9's fuzz invariant for the queue source: hostile messages mixed between good
+    """The fuzz invariant for the queue source: hostile messages mixed between good
     ones never stop delivery; each ends delivered or dead-lettered, the queue empties."""
     pipe = Pipeline(azurite, {"queue": f"f{uuid.uuid4().hex[:12]}",
                               "deadletter": f"fd{uuid.uuid4().hex[:12]}",
@@ -370,9 +364,9 @@ def test_no_message_can_stop_the_source(azurite: Azurite, hostile: list[str], se
 def test_a_growing_backlog_is_reported(pipe: Pipeline, open_source: Any,
                                        monkeypatch: pytest.MonkeyPatch,
                                        caplog: pytest.LogCaptureFixture) -> None:
-    """Issue 11: a queue filling faster than Falco drains it says so (gauges, a warning, a
+    """A queue filling faster than Falco drains it says so (gauges, a warning, a
     counter), instead of growing silently."""
-    monkeypatch.setattr(queue_source, "BACKLOG_EVERY_S", 0.2)
+    monkeypatch.setattr(queue_worker, "BACKLOG_EVERY_S", 0.2)
     source = open_source(pipe.config(rate_limit_events_per_second=0.001, rate_limit_burst=1))
     for i in range(6):  # the function keeps writing; Falco takes one event in all
         pipe.send(audit_events(1, prefix=f"b{i}"))

@@ -1,4 +1,4 @@
-"""Secrets never reach a log line or Falco (issue 9, item 7): each secret shape through
+"""Secrets never reach a log line or Falco: each secret shape through
 `redact`, through the log filter the SDK installs for every handler (messages, arguments,
 tracebacks), and through the built .so's own log in every mode."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from extractor.safe_text import describe_redacted, redact
 from harness import host
 from plugin.k8saudit_aks.plugin import K8sAuditAksPlugin
-from plugin.k8saudit_aks.redact import redact
 from plugin.sdk.abi.runtime import install_redaction
 
 SECRET = "c2VjcmV0dmFsdWU9PQ"  # what must never show, whatever surrounds it
@@ -84,7 +84,7 @@ def test_the_built_plugin_redacts_its_own_log_in_every_mode(tmp_path: Path) -> N
     (folder / "bad.json").write_text('{"records": [{"category": "kube-audit", '
                                      '"properties": {"log": "not json"}}]}')
     file_run = host.run_raw(host.LIB, "capture", "", str(folder),
-                            host._requests_file(host.LIB, []), "-1", "10")
+                            host.requests_file([]), "-1", "10")
     assert "skipped (not_json)" in file_run.stderr
     queue = {"queue_name": "k8saudit", "queue_connection_string":
              f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey={SECRET}==;"
@@ -96,8 +96,14 @@ def test_the_built_plugin_redacts_its_own_log_in_every_mode(tmp_path: Path) -> N
     runs = [file_run]
     for config in (queue, hub):
         runs.append(host.run_raw(host.LIB, "capture", orjson.dumps(config).decode(), "",
-                                 host._requests_file(host.LIB, []), "-1", "40"))
+                                 host.requests_file([]), "-1", "40"))
     for run in runs:
         assert SECRET not in run.stdout + run.stderr
     assert "***" in runs[0].stderr
     assert any("unreachable" in run.stderr or "rror" in run.stderr for run in runs[1:])
+
+
+def test_an_exception_is_described_in_one_line_with_its_secrets_redacted() -> None:
+    exc = ValueError("bad AccountKey=c2VjcmV0;BlobEndpoint=x\nsecond line sig=abc")
+    text = describe_redacted(exc)
+    assert text == "ValueError: bad AccountKey=***;BlobEndpoint=x"

@@ -16,17 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from extractor.deadletter import describe as describe_exception
-from plugin.k8saudit_aks.redact import redact
+from extractor.safe_text import describe_redacted
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
 LOG_EVERY_S = 10.0
-
-
-def describe(exc: BaseException, limit: int = 300) -> str:
-    """One redacted line for a log or a dead letter: `Type: first line of the message`."""
-    return redact(describe_exception(exc))[:limit]
 
 
 class Backoff:
@@ -69,7 +63,7 @@ class Backoff:
             if self.jitter:
                 pause *= random.uniform(1 - self.jitter, 1 + self.jitter)
             self.retry_at = now + pause
-            self.last_error = f"{what}: {describe(exc)}"
+            self.last_error = f"{what}: {describe_redacted(exc)}"
             if self.failures == 1 or now - self._last_log >= self.log_every_s:
                 self._log(now)
             return pause

@@ -4,10 +4,10 @@ Three threads share an instance:
 
 - `receiver` runs `EventHubConsumerClient.receive_batch`, the SDK's event processor
   (partition ownership and checkpoints in the blob container). Its callback turns each Event
-  Hub message into audit events with `extractor.envelope` (the ingest function's
-  normalization) and puts one `_Message` into a bounded queue. A full queue blocks the
-  callback: backpressure, nothing dropped. A malformed message becomes a message with no
-  events (skipped and counted); its partition goes on.
+  Hub message into audit events with `extractor.envelope.normalize` (the ingest function's
+  normalization) and posts it to the `Mailbox` (`mailbox.py`, shared with the queue
+  source). A full mailbox blocks the callback: backpressure, nothing dropped. A malformed
+  message becomes a message with no events (skipped and counted); its partition goes on.
 - Falco's thread runs `next_batch` and never touches the network: it hands over queued
   events within the token bucket (`handover.py`, shared with the other sources), or raises
   `Timeout` when none is ready.
@@ -16,9 +16,9 @@ Three threads share an instance:
 
 Checkpoint protocol: a message is *handed* when the last of its events went out in a batch.
 Falco calls `next_batch` again only after consuming the previous batch, so each call first
-marks the messages handed in the previous call *delivered* and offers the newest delivered
-message of each partition to the housekeeper, which calls `update_checkpoint` with it (one
-blob metadata write; the store's clients may be used from any thread). A checkpoint never
+returns the messages handed in the previous call to the mailbox as *consumed*; the
+housekeeper takes them and, for each partition, calls `update_checkpoint` with the newest
+(one blob metadata write; the store's clients may be used from any thread). A checkpoint never
 passes an event Falco has not consumed. After a crash the undelivered tail is read again:
 at-least-once, and the dedupe window absorbs what it still remembers.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,13 +36,15 @@ from typing import Any
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-from extractor.deadletter import DeadLetter
-from extractor.envelope import AuditEvent, Deduper, parse_documents
-from extractor.ratelimit import TokenBucket
+from extractor.envelope.normalize import AuditEvent, parse_documents
+from extractor.message.deadletter import DeadLetter
+from extractor.policy.chain import Chain
+from extractor.policy.ratelimit import TokenBucket
+from extractor.safe_text import describe_redacted, redact
 from plugin.k8saudit_aks.config import GO_PLUGIN_RATE, Common, EventHubMode
-from plugin.k8saudit_aks.redact import redact
-from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff, describe
+from plugin.k8saudit_aks.sources.backoff import FIRST_DELAY_S, MAX_DELAY_S, Backoff
 from plugin.k8saudit_aks.sources.handover import Handover
+from plugin.k8saudit_aks.sources.mailbox import Mailbox
 from plugin.k8saudit_aks.stats import Source, Stats
 from plugin.sdk import Event, PluginError
 from transport.clients import container_client, default_credential
@@ -52,7 +53,7 @@ from transport.errors import is_storage_failure
 
 log = logging.getLogger("k8saudit-aks.eventhub")
 
-QUEUE_MESSAGES = 64          # messages parsed ahead of Falco (an Event Hub message <= 1 MB)
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # events parsed ahead of Falco
 PREFETCH = 64                # messages the AMQP link buffers per partition
 MESSAGES_PER_CALLBACK = 16
 RECEIVE_WAIT_S = 5.0         # an idle owned partition still calls back this often
@@ -74,7 +75,6 @@ class _Message:
 
     partition: PartitionContext
     event: EventData         # what update_checkpoint records (offset, sequence number)
-    events: list[AuditEvent]  # its audit events, in order
 
 
 def body_bytes(event: EventData) -> bytes:
@@ -97,7 +97,7 @@ def _body_or_empty(event: EventData) -> bytes:
         return body_bytes(event)
     except Exception as exc:
         log.warning("unreadable Event Hub message body (sequence %s): %s",
-                    event.sequence_number, describe(exc))
+                    event.sequence_number, describe_redacted(exc))
         return b""
 
 
@@ -209,19 +209,17 @@ class EventHubInstance(Source):
             connection_string=mode.blob_storage_connection_string,
             account_url=mode.blob_storage_account_url)
         self.client = connect(mode, self.store)
-        self._lock = threading.Lock()        # stats
-        self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds,
-                           self._lock)
+        self.stats = Stats(f"eventhub:{mode.event_hub_name}", common.stats_interval_seconds)
         for key in ("messages", "received", "delivered", "deduplicated", "checkpoints",
                     "errors"):
             self.stats.add(key, 0)  # the stats line shows them from the start
         self.handover: Handover[_Message] = Handover(
             bucket=TokenBucket(common.rate_limit_events_per_second or GO_PLUGIN_RATE,
                                common.rate_limit_burst))
-        self.deduper = Deduper(common.dedupe_window)  # in parse_documents
+        self.chain = Chain(common.max_event_size, common.dedupe_window, cluster)
         self.checkpoints = _Checkpoints()
         self.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=START_LOOKBACK_S)
-        self._queue: queue.Queue[_Message] = queue.Queue(QUEUE_MESSAGES)
+        self.mailbox: Mailbox[_Message] = Mailbox(MAX_BUFFERED_BYTES)
         self._closed = threading.Event()
         first_s, max_s = BACKOFF_S
         self.backoff = Backoff(log, first_s, max_s, ERROR_LINE_EVERY_S,
@@ -242,21 +240,14 @@ class EventHubInstance(Source):
     # -- Falco's thread ----------------------------------------------------------------
 
     def next_batch(self) -> Sequence[Event]:
-        for message in self.handover.acknowledge():  # Falco consumed the previous batch
-            self.checkpoints.offer(message.partition, message.event)
-        self._drain(0)
-        return self.handover.falco_batch(self._drain, self.stats, self._lock)
+        self.mailbox.consumed(self.handover.acknowledge())  # Falco consumed the last batch
+        self._take_ready()
+        return self.handover.falco_batch(self._take_ready, self.stats)
 
-    def _drain(self, timeout: float) -> None:
+    def _take_ready(self, timeout: float = 0.0) -> None:
         """Move parsed messages to the hand-over, waiting up to `timeout` for the first."""
-        try:
-            message = (self._queue.get(timeout=timeout) if timeout > 0
-                       else self._queue.get_nowait())
-            while True:
-                self.handover.add(message, message.events)
-                message = self._queue.get_nowait()
-        except queue.Empty:
-            return
+        for message, events in self.mailbox.take(timeout):
+            self.handover.add(message, events)
 
     # -- receiver thread -----------------------------------------------------------------
 
@@ -294,36 +285,31 @@ class EventHubInstance(Source):
         self._contact()
         for event in batch:
             try:
-                message = self._parse(partition, event)
+                message, events = self._parse(partition, event)
             except Exception as exc:  # a bug, not the data: this message alone pays
                 log.exception("partition %s: unexpected error parsing a message",
                               partition.partition_id)
-                self._dead_letter(DeadLetter("plugin", "internal_error", describe(exc),
+                self._dead_letter(DeadLetter("plugin", "internal_error", describe_redacted(exc),
                                              _body_or_empty(event)))
-                message = _Message(partition, event, [])
-            while True:
-                try:
-                    self._queue.put(message, timeout=TICK_S)
-                    break
-                except queue.Full:  # Falco is behind: wait, the partition waits with us
-                    if self._closed.is_set():
-                        return
-                    self._contact()
+                message, events = _Message(partition, event), []
+            while not self.mailbox.wait_for_room(TICK_S):  # Falco is behind: the partition
+                if self._closed.is_set():                  # waits with us
+                    return
+                self._contact()
+            self.mailbox.post(message, events)
 
-    def _parse(self, partition: PartitionContext, event: EventData) -> _Message:
-        batch = parse_documents([_body_or_empty(event)],
-                                categories=self.common.accepted_categories,
-                                max_event_bytes=self.common.max_event_size,
-                                fallback_cluster=self.cluster, deduper=self.deduper)
+    def _parse(self, partition: PartitionContext, event: EventData
+               ) -> tuple[_Message, list[AuditEvent]]:
+        batch = self.chain.admit(parse_documents(
+            [_body_or_empty(event)], categories=self.common.accepted_categories))
         where = f"partition {partition.partition_id} seq {event.sequence_number}"
-        with self._lock:
-            self.stats.add("messages")
-            self.stats.parsed(batch, where)
+        self.stats.add("messages")
+        self.stats.parsed(batch, where)
         for drop in batch.drops:  # before the message can be checkpointed
             if drop.raw is not None:
                 self._dead_letter(DeadLetter("plugin", str(drop.reason),
                                              f"{where}: {drop.detail}", drop.raw))
-        return _Message(partition, event, batch.events)
+        return _Message(partition, event), batch.events
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         """Store one dead letter, retrying storage failures while open: the partition
@@ -336,11 +322,10 @@ class EventHubInstance(Source):
                     self._closed.wait(self._failed("dead letter", exc))
                     continue
                 log.error("dead letter %s (%s) refused: %s", letter.id, letter.reason,
-                          describe(exc))
+                          describe_redacted(exc))
                 name = ""
-            with self._lock:
-                self.stats.add(f"dead_lettered.{letter.reason}" if name
-                               else "dead_letter_refused")
+            self.stats.add(f"dead_lettered.{letter.reason}" if name
+                           else "dead_letter_refused")
             return
 
     def _on_error(self, partition: PartitionContext | None, error: Exception) -> None:
@@ -362,8 +347,7 @@ class EventHubInstance(Source):
 
     def _failed(self, where: str, error: BaseException) -> float:
         """Count and log a failure; return the pause before the next attempt."""
-        with self._lock:
-            self.stats.add("errors")
+        self.stats.add("errors")
         return self.backoff.failed(where, error)
 
     def _since_receive(self) -> str:
@@ -380,18 +364,18 @@ class EventHubInstance(Source):
                 next_checkpoint = now + CHECKPOINT_EVERY_S
                 self.flush_checkpoints()
             self._health(now)
-            with self._lock:
-                self.stats.maybe_report()
+            self.stats.maybe_report()
 
     def flush_checkpoints(self) -> int:
+        for message in self.mailbox.take_consumed():
+            self.checkpoints.offer(message.partition, message.event)
         try:
             written = self.checkpoints.flush()
         except Exception as exc:
             self._failed("checkpoint", exc)
             return 0
         if written:
-            with self._lock:
-                self.stats.add("checkpoints", written)
+            self.stats.add("checkpoints", written)
         return written
 
     def _health(self, now: float) -> None:
@@ -441,5 +425,4 @@ class EventHubInstance(Source):
             self.store.close()
         except Exception:
             log.debug("closing the checkpoint store failed", exc_info=True)
-        with self._lock:
-            log.info("%s", self.stats.line())
+        log.info("%s", self.stats.line())

@@ -1,13 +1,14 @@
 """Replay audit logs from files: raw audit events, Event Hub bodies, storage archives, and
 gzip-compressed copies of them.
 
-Files are read in bounded chunks (`extractor.documents`): memory does not grow with the
-file, and the first events reach Falco before a file is read to its end. Everything a file
-holds goes through the same envelope code as the ingest function, so a replay shows exactly
-what the live pipeline would deliver. Unreadable records are skipped and counted, never
-fatal; the capture ends with EOF. Events are handed to Falco as the live sources hand them
-(`handover.py`): at most 256 a batch, an event without a known time stamped with the
-current time. Progress is the share of the files' bytes read.
+Files are read in bounded chunks (`extractor.envelope.documents`): memory does not grow with
+the file, and the first events reach Falco before a file is read to its end. Everything a
+file holds goes through the same envelope code and policy chain as the ingest function, so
+a replay shows exactly what the live pipeline would deliver (a dedupe window a file).
+Unreadable records are skipped and counted, never fatal; the capture ends with EOF. Events
+are handed to Falco as the live sources hand them (`handover.py`): at most 256 a batch, an
+event without a known time stamped with the current time. Progress is the share of the
+files' bytes read.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from extractor.documents import Document, Readable, TooLarge, documents
-from extractor.envelope import AuditEvent, Deduper, parse_documents
+from extractor.envelope.documents import Document, Readable, TooLarge, documents
+from extractor.envelope.normalize import AuditEvent, parse_documents
+from extractor.policy.chain import Chain
 from plugin.k8saudit_aks.config import Common
 from plugin.k8saudit_aks.sources.handover import Handover
 from plugin.k8saudit_aks.stats import Source, Stats
@@ -57,12 +59,12 @@ class FileInstance(Source):
         self.done_bytes = 0
         self._reading: BinaryIO | None = None
         self.handover: Handover[None] = Handover()
+        self.chain = Chain(common.max_event_size, common.dedupe_window)
         self._chunks = self._read()
 
     def _read(self) -> Iterator[list[AuditEvent]]:
         for file, size in zip(self.files, self.sizes, strict=True):
-            # One dedupe window a file: a replay of a directory shows every file in full.
-            deduper = Deduper(self.common.dedupe_window)
+            self.chain.forget()  # a window a file: a directory's replay shows each in full
             try:
                 with file.open("rb") as raw:
                     self._reading = raw
@@ -70,7 +72,7 @@ class FileInstance(Source):
                     raw.seek(0)
                     stream: Readable = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
                     found = documents(stream, document_bound(self.common.max_event_size))
-                    yield from self._parse(file, found, deduper)
+                    yield from self._parse(file, found)
             except (OSError, EOFError, zlib.error) as exc:  # one bad file ends only itself
                 log.error("%s: not replayed (from byte %d on): %s", file,
                           self._reading.tell() if self._reading else 0, exc)
@@ -79,8 +81,7 @@ class FileInstance(Source):
             self.done_bytes += size  # as opened: a file gone since costs only itself
             self.done_files += 1
 
-    def _parse(self, file: Path, found: Iterable[Document], deduper: Deduper
-               ) -> Iterator[list[AuditEvent]]:
+    def _parse(self, file: Path, found: Iterable[Document]) -> Iterator[list[AuditEvent]]:
         batch: list[bytes] = []
         first = 1  # the number of the batch's first document in the file
         for number, document in enumerate(found, 1):
@@ -93,15 +94,15 @@ class FileInstance(Source):
                 first = number
             batch.append(document)
             if len(batch) == BATCH_DOCUMENTS:
-                yield from self._events(file, batch, first, number, deduper)
+                yield from self._events(file, batch, first, number)
                 batch = []
         if batch:
-            yield from self._events(file, batch, first, first + len(batch) - 1, deduper)
+            yield from self._events(file, batch, first, first + len(batch) - 1)
 
-    def _events(self, file: Path, batch: list[bytes], first: int, last: int,
-                deduper: Deduper) -> Iterator[list[AuditEvent]]:
-        parsed = parse_documents(batch, categories=self.common.accepted_categories,
-                                 deduper=deduper, max_event_bytes=self.common.max_event_size)
+    def _events(self, file: Path, batch: list[bytes], first: int, last: int
+                ) -> Iterator[list[AuditEvent]]:
+        parsed = self.chain.admit(
+            parse_documents(batch, categories=self.common.accepted_categories))
         where = f"{file} (documents {first}-{last})"
         self.stats.parsed(parsed, where)  # the file keeps a drop: a log line is its letter
         if parsed.events:
@@ -112,7 +113,7 @@ class FileInstance(Source):
         self.handover.acknowledge()  # nothing to delete: a file is read once
         while True:
             events = self.handover.take()
-            self.stats.counts.update(self.handover.counts())
+            self.stats.merge(self.handover.counts())
             if events:
                 return events
             chunk = next(self._chunks, None)

@@ -1,12 +1,12 @@
 """Handing audit events to Falco: the same rules for every source.
 
 A source `add`s its messages (a queue message, an Event Hub message, a chunk of a file),
-each with its audit events in order, and calls `next_batch` from Falco's thread. A batch
-holds at most `MAX_BATCH` events. Events larger than `max_event_size` are skipped and
-duplicates (the optional `Deduper`, on `AuditEvent.key`) are dropped, both counted and
-neither using a rate-limit token. The rest go out as the optional token bucket grants:
-what it does not grant waits for a later call, nothing is dropped. An event without a
-known timestamp (0) gets the current time.
+each with its audit events in order, already through the policy chain
+(`extractor.policy.chain`: cluster mark, size bound, dedupe), and calls `next_batch` from
+Falco's thread. A batch holds at most `MAX_BATCH` events, which go out as the optional
+token bucket grants: the chain's last policy, the rate limit. What it does not grant
+waits for a later call, nothing is dropped. An event without a known timestamp (0) gets
+the current time.
 
 Acknowledgment. A message is *finished* once its last event was taken. Falco asks for the
 next batch only after it consumed the previous one, so `acknowledge()`, called first thing
@@ -23,14 +23,13 @@ Falco's thread only: not thread-safe.
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from extractor.envelope import AuditEvent, Deduper
-from extractor.ratelimit import TokenBucket
+from extractor.envelope.normalize import AuditEvent
+from extractor.policy.ratelimit import TokenBucket
 from plugin.k8saudit_aks.stats import Stats
 from plugin.sdk import Event, Timeout
 
@@ -46,10 +45,9 @@ def falco_event(event: AuditEvent, now_ns: int) -> Event:
 
 
 class Handover(Generic[M]):
-    def __init__(self, *, bucket: TokenBucket | None = None, deduper: Deduper | None = None,
-                 max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, *, bucket: TokenBucket | None = None, max_batch: int = MAX_BATCH
+                 ) -> None:
         self.bucket = bucket
-        self.deduper = deduper
         self.max_batch = max_batch
         self._messages: collections.deque[tuple[M, list[AuditEvent]]] = collections.deque()
         self._next = 0            # index of the next event of the head message
@@ -77,17 +75,16 @@ class Handover(Generic[M]):
         return finished
 
     def counts(self) -> Counter[str]:
-        """`delivered` and `deduplicated` since the previous call."""
+        """`delivered` since the previous call."""
         counts, self._counts = self._counts, Counter()
         return counts
 
-    def falco_batch(self, wait_for_data: Callable[[float], object], stats: Stats,
-                    lock: threading.Lock) -> list[Event]:
+    def falco_batch(self, wait_for_data: Callable[[float], object], stats: Stats
+                    ) -> list[Event]:
         """A live source's next batch. With nothing to take, waits at most `POLL_WAIT_S`,
         for a token when the rate limit holds back pending events, else for data
         (`wait_for_data(timeout)` must `add` what arrives), then raises Timeout if there
-        is still nothing. Counts are merged into `stats` under `lock`, as the source's own
-        threads update it too."""
+        is still nothing. Counts are merged into `stats`."""
         events = self.take()
         if not events:
             if self._pending and self.bucket is not None:
@@ -95,10 +92,7 @@ class Handover(Generic[M]):
             else:
                 wait_for_data(POLL_WAIT_S)
             events = self.take()
-        counts = self.counts()
-        if counts:
-            with lock:
-                stats.counts.update(counts)
+        stats.merge(self.counts())
         if not events:
             raise Timeout
         return events
@@ -106,8 +100,8 @@ class Handover(Generic[M]):
     def take(self) -> list[Event]:
         """Up to `max_batch` events, in order, without waiting."""
         out: list[Event] = []
-        taken = deduplicated = 0
-        deduper, bucket = self.deduper, self.bucket
+        taken = 0
+        bucket = self.bucket
         now_ns = time.time_ns()
         blocked = False
         while self._messages and len(out) < self.max_batch and not blocked:
@@ -121,12 +115,9 @@ class Handover(Generic[M]):
                     if self._allowance == 0:
                         blocked = True
                         break
-                if deduper is not None and deduper.seen(event.key):
-                    deduplicated += 1
-                else:
-                    if bucket is not None:
-                        self._allowance -= 1
-                    out.append(falco_event(event, now_ns))
+                if bucket is not None:
+                    self._allowance -= 1
+                out.append(falco_event(event, now_ns))
                 i += 1
                 taken += 1
             if i < len(events):
@@ -139,6 +130,4 @@ class Handover(Generic[M]):
         if out:
             self._handed = True
             self._counts["delivered"] += len(out)
-        if deduplicated:
-            self._counts["deduplicated"] += deduplicated
         return out

@@ -1,7 +1,7 @@
 """The ingest function's metrics: OpenTelemetry instruments named like the plugin's
 counters, exported to Application Insights by the Azure Monitor exporter.
 
-Every invocation's :class:`~transport.ingest.Report` becomes counter increments and
+Every invocation's :class:`~ingest.ingestor.Report` becomes counter increments and
 histogram samples; the queue watcher's :class:`~transport.backlog.Backlog` readings become
 samples too. Histograms rather than gauges for those readings: a histogram point is
 exported only for an interval that recorded one (the exporter asks for delta temporality),
@@ -20,16 +20,9 @@ from opentelemetry.metrics import Counter, Histogram, Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-from extractor.envelope import DELIVERED, Reason
+from extractor.envelope.normalize import DELIVERED, Reason
+from ingest.report import BODIES, DEAD_LETTERED, FAILED, MESSAGES, SENT, Report
 from transport.backlog import Backlog
-from transport.ingest import (
-    BODIES,
-    DEAD_LETTERED,
-    FAILED,
-    MESSAGES,
-    SENT,
-    Report,
-)
 
 METER = "k8saudit_aks.function"
 PREFIX = "k8saudit_aks.function."

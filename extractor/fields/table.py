@@ -2,7 +2,7 @@
 
 `fields.json` is the single table, in upstream order: each entry is what
 `plugin_get_fields` returns for the field, plus `build`: the builder of its extractor
-(`extractor.field_builders`) and the builder's arguments (a list stands for a key path).
+(`extractor.fields.builders`) and the builder's arguments (a list stands for a key path).
 `compile_field` checks a request's argument and adds the audit-event guard.
 """
 
@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from extractor import field_builders as builders
-from extractor.field_builders import Arg, Build, Checked, Extract, ExtractError, Field, guarded
+from extractor.fields import builders
+from extractor.fields.builders import Arg, Build, Checked, Extract, ExtractError, Field, guarded
 
 TABLE = Path(__file__).with_name("fields.json")
 # Builders a table entry may name: those called with its arguments, and ready ones.
@@ -42,7 +42,7 @@ def _field(entry: dict[str, Any]) -> Field:
                                **kwargs)
     required, index, key = ARGS[entry["arg"]]
     return Field(entry["name"], "string", entry["list"], required, index, key, entry["desc"],
-                 build=build)
+                 build=build, key_path=tuple(args) if name == "from_keys" else None)
 
 
 FIELDS: tuple[Field, ...] = tuple(_field(e) for e in json.loads(TABLE.read_text("utf-8")))
@@ -62,7 +62,7 @@ def compile_field(field_id: int, arg: Arg) -> Checked:
 
 def raw_extractor(field_id: int, arg: Arg) -> Extract:
     """The builder's closure for a checked argument, without the audit-event guard: for a
-    caller that checks each event once (`extractor.compiled`)."""
+    caller that checks each event once (`extractor.fields.compiled`)."""
     if not 0 <= field_id < len(FIELDS):
         raise ExtractError(f"unknown field id {field_id}")
     spec = FIELDS[field_id]

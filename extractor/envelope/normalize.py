@@ -14,9 +14,8 @@ caller can count it and dead-letter what deserves it. See ``docs/normalization.m
 from __future__ import annotations
 
 import re
-from array import array
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -25,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from extractor.deadletter import describe, json_safe
-from extractor.documents import split
-from extractor.numbers import Numbers, suspect
-from extractor.salvage import Salvaged, salvage
+from extractor.envelope.documents import split
+from extractor.envelope.numbers import Numbers, suspect
+from extractor.envelope.salvage import Salvaged, salvage
+from extractor.safe_text import describe_redacted, json_safe
 
 DEFAULT_CATEGORIES: frozenset[str] = frozenset({"kube-audit", "kube-audit-admin"})
 CLUSTER_ANNOTATION = "cluster_name"
@@ -39,15 +38,15 @@ TRUNCATED_ANNOTATION = "k8saudit-aks/truncated"
 TIMESTAMP_ANNOTATION = "k8saudit-aks/timestamp-from"  # a salvaged event's stand-in time
 OMITTED_ANNOTATION = "k8saudit-aks/omitted"  # members left out, comma-separated
 ORIGINAL_ANNOTATIONS = "k8saudit-aks/original-annotations"  # they were not an object
-DEFAULT_DEDUPE_WINDOW = 65_536
 # Arrays, `records` and `items` nest at most this deep around an event (an array of Event
 # Hub bodies is 2): deeper input is dropped as too_deep instead of recursing on it.
 MAX_CONTAINER_DEPTH = 3
 
 # Counter keys next to the drop reasons. Every input item (Batch.items: an event, a
-# record, a value that is neither) counts once in DELIVERED or a drop reason; the
-# partially recovered events also count in SALVAGED, those delivered without a member that
-# could not be encoded (nested too deep, a lone surrogate, ...) in OMITTED.
+# record, a value that is neither) counts once in DELIVERED or a drop reason (the policy
+# chain moves what it drops from DELIVERED to its reason); the events the parser recovered
+# from a cut log also count in SALVAGED, those it encoded without a member that could not
+# be (nested too deep, a lone surrogate, ...) in OMITTED, whatever the chain does next.
 DELIVERED = "delivered"
 SALVAGED = "salvaged"
 OMITTED = "omitted_members"
@@ -107,84 +106,6 @@ class Batch:
     items: int = 0
 
 
-class Deduper:
-    """The last `capacity` event keys seen: the one dedupe of every path (the function, each
-    plugin source), `dedupe_window` keys wide; 0 turns it off.
-
-    Bounded because it lives as long as the process (Function host, Falco plugin) and must
-    catch the ``kube-audit`` / ``kube-audit-admin`` copies and queue redeliveries without
-    growing with traffic; compact and allocated whole because it is large: a key is kept as
-    its 64-bit hash (the str hashes Python keys per process, so input cannot aim a
-    collision) in an open-addressing table of twice the capacity and in a ring of arrival
-    order, 24-31 bytes a key whatever its length, all of it taken up front. The oldest key
-    leaves first.
-    """
-
-    __slots__ = ("_capacity", "_count", "_mask", "_next", "_ring", "_table")
-
-    def __init__(self, capacity: int = DEFAULT_DEDUPE_WINDOW) -> None:
-        if capacity < 0:
-            raise ValueError("capacity must be 0 (off) or more")
-        self._capacity = capacity
-        size = 1 << max(1, (2 * capacity - 1).bit_length()) if capacity else 2
-        self._table = array("q", bytes(8 * size))  # 0: an empty slot
-        self._mask = size - 1
-        self._ring = array("q", bytes(8 * capacity))  # the hashes in arrival order
-        self._next = 0  # the ring slot the next key takes
-        self._count = 0
-
-    @staticmethod
-    def _hash(key: Hashable) -> int:
-        return hash(key) or 1  # 0 marks an empty slot
-
-    def _slot(self, digest: int) -> int:
-        """The slot holding `digest`, else the empty slot where it would go."""
-        table, mask = self._table, self._mask
-        i = digest & mask
-        while table[i] and table[i] != digest:
-            i = (i + 1) & mask
-        return i
-
-    def __contains__(self, key: Hashable) -> bool:
-        """Whether ``key`` is in the window (without recording it)."""
-        return bool(self._table[self._slot(self._hash(key))])
-
-    def seen(self, key: Hashable) -> bool:
-        """Record ``key``; return True when it was already in the window."""
-        if not self._capacity:
-            return False
-        digest = self._hash(key)
-        slot = self._slot(digest)
-        if self._table[slot]:
-            return True
-        if self._count == self._capacity:
-            self._remove(self._ring[self._next])
-            slot = self._slot(digest)  # the removal may have moved its place
-        else:
-            self._count += 1
-        self._table[slot] = digest
-        self._ring[self._next] = digest
-        self._next = (self._next + 1) % self._capacity
-        return False
-
-    def _remove(self, digest: int) -> None:
-        """Empty `digest`'s slot and move later keys of its run back (linear probing keeps
-        no tombstones, so lookups stay short)."""
-        table, mask = self._table, self._mask
-        i = self._slot(digest)
-        j = i
-        while True:
-            j = (j + 1) & mask
-            if not table[j]:
-                break
-            home = table[j] & mask  # where that key would sit in an empty table
-            if (i <= j and (home <= i or home > j)) or (i > j and j < home <= i):
-                table[i] = table[j]
-                i = j
-        table[i] = 0
-
-    def __len__(self) -> int:
-        return self._count
 
 
 _RECORDS_BODY = re.compile(rb'\A\s*\{\s*"records"\s*:\s*\[')
@@ -226,44 +147,24 @@ def _minute_epoch(minute: str, zone: str) -> int | None:
     return int(moment.timestamp())
 
 
-def split_by_size(events: Iterable[AuditEvent], max_bytes: int
-                  ) -> tuple[list[AuditEvent], list[AuditEvent]]:
-    """(events whose data is at most ``max_bytes``, the larger ones), in order."""
-    fits: list[AuditEvent] = []
-    too_large: list[AuditEvent] = []
-    for event in events:
-        (fits if len(event.data) <= max_bytes else too_large).append(event)
-    return fits, too_large
 
 
-def too_large_detail(audit_id: str, stage: str, size: int, max_bytes: int) -> str:
-    """Why an event was not delivered for its size: a drop's or a dead letter's detail."""
-    return f"event {audit_id!r} {stage!r}: {size} bytes, over the {max_bytes}-byte limit"
 
 
 def parse_documents(
     documents: Iterable[bytes],
     *,
     categories: Iterable[str] = DEFAULT_CATEGORIES,
-    fallback_cluster: str | None = None,
-    deduper: Deduper | None = None,
-    max_event_bytes: int | None = None,
 ) -> Batch:
     """Parse and normalize documents into one :class:`Batch`. Never raises on data: each
     item is processed inside its own boundary, and anything unexpected in one becomes an
     ``internal_error`` drop carrying that item.
 
-    ``fallback_cluster`` names the cluster of events without a ``resourceId`` (raw files).
-    Without ``deduper`` duplicates are only caught within this call; pass a long-lived one
-    to catch them across calls. An event whose data exceeds ``max_event_bytes`` is dropped
-    as ``too_large``, its data as the raw item.
+    Normalization only: an event without a ``resourceId`` has no cluster yet, and the
+    size bound and the dedupe window are the policy chain's (``extractor.policy.chain``),
+    which every caller applies next.
     """
-    walker = _Walker(
-        frozenset(c.lower() for c in categories),
-        fallback_cluster.lower() if fallback_cluster else None,
-        deduper if deduper is not None else Deduper(),
-        max_event_bytes,
-    )
+    walker = _Walker(frozenset(c.lower() for c in categories))
     for document in documents:
         walker.document(document)
     return walker.batch
@@ -272,15 +173,10 @@ def parse_documents(
 class _Walker:
     """Dispatches input shapes and accumulates the batch."""
 
-    __slots__ = ("authoritative", "batch", "categories", "deduper", "fallback_cluster",
-                 "max_event_bytes", "source")
+    __slots__ = ("authoritative", "batch", "categories", "source")
 
-    def __init__(self, categories: frozenset[str], fallback: str | None, deduper: Deduper,
-                 max_event_bytes: int | None):
+    def __init__(self, categories: frozenset[str]):
         self.categories = categories
-        self.fallback_cluster = fallback
-        self.deduper = deduper
-        self.max_event_bytes = max_event_bytes
         self.batch = Batch()
         self.source = b""  # the document being walked: the raw of what cannot be re-dumped
         self.authoritative = False  # the current item's cluster came from its resourceId
@@ -313,15 +209,15 @@ class _Walker:
                 except orjson.JSONDecodeError as piece_exc:
                     self.not_json(piece_exc, piece)
                     continue
-                self.value(value, self.fallback_cluster, 1)
+                self.value(value, 1)
             return
-        self.value(value, self.fallback_cluster, 0)
+        self.value(value, 0)
 
     def not_json(self, exc: orjson.JSONDecodeError, raw: bytes) -> None:
         self.batch.items += 1
         self.drop(Reason.TOO_DEEP if "depth" in str(exc) else Reason.NOT_JSON, str(exc), raw)
 
-    def value(self, value: Any, cluster: str | None, depth: int) -> None:
+    def value(self, value: Any, depth: int) -> None:
         if isinstance(value, list):
             items: Any = value
         elif isinstance(value, dict) and isinstance(value.get("records"), list):
@@ -330,7 +226,7 @@ class _Walker:
               and isinstance(value.get("items"), list)):
             items = value["items"]
         else:
-            self.item(value, cluster)
+            self.item(value)
             return
         if depth >= MAX_CONTAINER_DEPTH:
             self.batch.items += 1
@@ -338,9 +234,9 @@ class _Walker:
                                        "arrays deep around its events", self.raw(value))
             return
         for item in items:
-            self.value(item, cluster, depth + 1)
+            self.value(item, depth + 1)
 
-    def item(self, value: Any, cluster: str | None) -> None:
+    def item(self, value: Any) -> None:
         """One event, record or stray value: the isolation boundary."""
         self.batch.items += 1
         self.authoritative = False
@@ -351,9 +247,9 @@ class _Walker:
             elif "category" in value and "properties" in value:
                 self.record(value)
             else:
-                self.event(value, cluster, raw=value)
+                self.event(value, None, raw=value)
         except Exception as exc:
-            self.drop(Reason.INTERNAL_ERROR, describe(exc), self.raw(value))
+            self.drop(Reason.INTERNAL_ERROR, describe_redacted(exc), self.raw(value))
 
     def record(self, record: dict[str, Any]) -> None:
         category = record["category"]
@@ -361,9 +257,8 @@ class _Walker:
             self.drop(Reason.CATEGORY_NOT_ACCEPTED, f"category {category!r}")
             return
         resource_id = record.get("resourceId")
-        named = cluster_from_resource_id(resource_id) if isinstance(resource_id, str) else None
-        self.authoritative = named is not None
-        cluster = named or self.fallback_cluster
+        cluster = cluster_from_resource_id(resource_id) if isinstance(resource_id, str) else None
+        self.authoritative = cluster is not None
         properties = record["properties"]
         log = properties.get("log") if isinstance(properties, dict) else None
         if isinstance(log, dict):
@@ -427,20 +322,14 @@ class _Walker:
     def event(self, event: dict[str, Any], cluster: str | None, *, raw: Any,
               marks: dict[str, str] | None = None, omitted: Sequence[str] = (),
               timestamp_ns: int | None = None, numbers: Numbers | None = None) -> bool:
-        """Validate (a salvaged event, which carries ``marks``, is already), dedupe,
-        annotate and encode one event, and check its size; True when delivered. Its key
-        enters the dedupe window only then: a copy of an event that was not delivered is
-        not a duplicate."""
+        """Validate (a salvaged event, which carries ``marks``, is already), annotate and
+        encode one event; True when delivered."""
         rejection = None if marks is not None else _rejection(event, timed=True,
                                                               numbers=numbers)
         if rejection is not None:
             self.drop(*rejection, self.raw(raw))
             return False
         audit_id, stage = event["auditID"], event["stage"]
-        key = (cluster, audit_id, stage)
-        if key in self.deduper:
-            self.drop(Reason.DUPLICATE, f"{audit_id!r} {stage!r}")
-            return False
         data, omitted = _encode(event, (cluster, self.authoritative), marks or {},
                                 list(omitted))
         if "auditID" in omitted or "stage" in omitted:
@@ -449,13 +338,8 @@ class _Walker:
             return False
         if numbers is not None:
             data = numbers.restore(data)
-        if self.max_event_bytes is not None and len(data) > self.max_event_bytes:
-            self.drop(Reason.TOO_LARGE,
-                      too_large_detail(audit_id, stage, len(data), self.max_event_bytes), data)
-            return False
         if timestamp_ns is None:
             timestamp_ns = _event_time(event)
-        self.deduper.seen(key)
         self.batch.events.append(AuditEvent(data, timestamp_ns, audit_id, stage, cluster))
         self.batch.counts[DELIVERED] += 1
         if omitted:

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from extractor.envelope import AuditEvent
+from extractor.envelope.normalize import AuditEvent
 
 VERSION = 1
 DEFAULT_MAX_MESSAGE_CHARS = 64 * 1024

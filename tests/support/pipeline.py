@@ -22,10 +22,10 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
-from extractor.envelope import AuditEvent
-from extractor.message import OutgoingMessage, pack
+from extractor.envelope.normalize import AuditEvent
+from extractor.message.codec import OutgoingMessage, pack
 from harness.azurite import Azurite
-from harness.host import HOST, LIB, request_lines
+from harness.host import HOST, LIB, requests_file
 
 STAGE = "ResponseComplete"
 
@@ -155,17 +155,6 @@ class Run:
         return stats_of(self.stderr)
 
 
-def _requests_file(keys: Sequence[str]) -> str:
-    text = ""
-    if keys:
-        proc = subprocess.run([str(HOST), str(LIB), "info", "3.0.0"], capture_output=True,
-                              text=True, check=True, timeout=60)
-        text = request_lines(json.loads(proc.stdout)["fields"], keys)
-    with tempfile.NamedTemporaryFile("w", suffix=".req", delete=False) as tmp:
-        tmp.write(text)
-    return tmp.name
-
-
 class Host:
     """build/falco_host `capture` as a child process: the Falco process a test can kill.
 
@@ -180,7 +169,7 @@ class Host:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(HOST), str(LIB), "capture", config, params, _requests_file(keys),
+            [str(HOST), str(LIB), "capture", config, params, requests_file(keys),
              str(max_events), str(max_timeouts), str(then)],
             stdout=self._stdout, stderr=self._stderr)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from extractor.envelope import Reason
-from extractor.message import PoisonReason
+from extractor.envelope.normalize import Reason
+from extractor.message.codec import PoisonReason
 from plugin.k8saudit_aks.stats import SERVED_FROM_START
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,10 +1,10 @@
-"""`python -m extractor.fields_doc --markdown [FILE]`: the field table of docs/fields.md."""
+"""`python -m extractor.fields.markdown --markdown [FILE]`: the field table of docs/fields.md."""
 
 from __future__ import annotations
 
 import sys
 
-from extractor.fields import FIELDS
+from extractor.fields.table import FIELDS
 
 MARKER = "<!-- README-PLUGIN-FIELDS -->"
 
@@ -26,7 +26,7 @@ def markdown_table() -> str:
 def _main(argv: list[str]) -> int:
     """`--markdown` prints the table; `--markdown FILE` rewrites it in place in FILE."""
     if not argv or argv[0] != "--markdown" or len(argv) > 2:
-        print("usage: python -m extractor.fields_doc --markdown [FILE]", file=sys.stderr)
+        print("usage: python -m extractor.fields.markdown --markdown [FILE]", file=sys.stderr)
         return 2
     if len(argv) == 1:
         sys.stdout.write(markdown_table())

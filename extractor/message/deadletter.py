@@ -21,18 +21,13 @@ from typing import Any
 
 import orjson
 
+from extractor.safe_text import json_safe
+
 VERSION = 1
 BLOB_PREFIX = f"deadletter/v{VERSION}/"  # claim-check blobs of letters too large inline
 MAX_DETAIL_CHARS = 2000
 
 
-def describe(exc: BaseException) -> str:
-    """Exception type (with an HTTP status and service error code when it has them) and
-    the first line of its message, for a detail or a log line."""
-    lines = str(exc).strip().splitlines()
-    kind = " ".join(str(part) for part in (type(exc).__name__, getattr(exc, "status_code", None),
-                                           getattr(exc, "error_code", None)) if part)
-    return f"{kind}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +75,3 @@ class DeadLetter:
         return orjson.dumps(letter).decode("utf-8")
 
 
-def json_safe(value: str) -> str:
-    """Text that quotes hostile input may hold lone surrogates, which JSON cannot carry:
-    escaped."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")

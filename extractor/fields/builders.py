@@ -12,12 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from extractor.access import (
+from extractor.fields.access import (
     MISSING,
     ExtractError,
+    KeyPaths,
     arg_index_filter,
+    compile_source,
+    lookup,
     marshal,
     query_param,
+    single_value,
     strings_skip_nil,
     strings_strict,
     to_string,
@@ -45,6 +49,7 @@ class Field:
     display: str = ""
     properties: tuple[str, ...] | None = None
     build: Build = field(kw_only=True, repr=False, compare=False)
+    key_path: tuple[str, ...] | None = field(default=None, kw_only=True)  # from_keys fields
 
     def info(self) -> dict:
         """This field in the shape of the plugin API's field list."""
@@ -96,61 +101,28 @@ SPEC = ("requestObject", "spec")
 CONTAINERS = (*SPEC, "containers")
 
 
-def _lookup(path: tuple[str, ...]) -> Callable[[dict], object]:
-    """fastjson's `Value.Get(path...)` from the event object: the value or `MISSING`."""
-
-    def lookup(event: dict) -> object:
-        value: object = event
-        for key in path:
-            if value.__class__ is not dict:
-                return MISSING
-            value = value.get(key, MISSING)
-        return value
-
-    return lookup
-
-
 def from_keys(*path: str) -> Build:
-    """Upstream's `extractFromKeys` for a single-valued field: the value at `path`.
-
-    The walk of `_lookup` is unrolled here (paths have one to four keys): this is the
-    shape of most fields rules use, and the loop would cost a third of the call.
-    """
-    k1, k2, k3, k4 = (*path, "", "", "")[:4]
-    assert 1 <= len(path) <= 4 and all(path), path
+    """Upstream's `extractFromKeys` for a single-valued field: the value at `path`. The
+    table also gives `compile_all` the path (`Field.key_path`), to inline it."""
+    walk = KeyPaths()
+    local = walk.value(path)
+    extract: Extract = compile_source("\n".join([
+        "def extract(event):", "    get = event.get", *walk.lines,
+        f"    return {single_value(local)}"]), "extract", {})
 
     def build(_arg: Arg) -> Extract:
-        def extract(event: Event) -> list[str] | None:
-            value = event.get(k1, MISSING)
-            if k2:
-                if value.__class__ is not dict:
-                    return None
-                value = value.get(k2, MISSING)
-                if k3:
-                    if value.__class__ is not dict:
-                        return None
-                    value = value.get(k3, MISSING)
-                    if k4:
-                        if value.__class__ is not dict:
-                            return None
-                        value = value.get(k4, MISSING)
-            if value.__class__ is str:
-                return [value]
-            return None if value is MISSING else [marshal(value)]
-
         return extract
 
-    build.key_path = path  # type: ignore[attr-defined]  # lets compile_all inline it
     return build
 
 
 def from_keys_list(*path: str) -> Build:
     """Upstream's `extractFromKeys` for a list field: the array at `path`, element-wise."""
-    lookup = _lookup(path)
+    value_at = lookup(path)
 
     def build(_arg: Arg) -> Extract:
         def extract(event: Event) -> list[str] | None:
-            value = lookup(event)
+            value = value_at(event)
             if value is MISSING:
                 return None
             if value.__class__ is not list:
@@ -265,7 +237,7 @@ def container_effective(kind: tuple[str, ...], key: str) -> Build:
     Upstream reads `spec.<key>` and `<container>.<key>`, not their `securityContext`, so
     in practice this yields the pod default "0" for every container: kept as is.
     """
-    pod_lookup = _lookup((*SPEC, key))
+    pod_lookup = lookup((*SPEC, key))
     path = (*kind, key)
 
     def build(arg: Arg) -> Extract:
@@ -371,7 +343,7 @@ def source_ips(arg: Arg) -> Extract:
 def target_pod_name(_arg: Arg) -> Extract:
     """The response object's name, for requests on the `pods` resource itself (a
     `subresource` counts only as a non-empty string, as upstream reads it)."""
-    name_lookup = _lookup(("responseObject", "metadata", "name"))
+    name_lookup = lookup(("responseObject", "metadata", "name"))
 
     def extract(event: Event) -> list[str] | None:
         ref = event.get("objectRef")

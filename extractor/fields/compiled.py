@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from extractor.access import MISSING, ExtractError, marshal
-from extractor.field_builders import Arg, Checked, Extract
-from extractor.fields import FIELDS, compile_field, raw_extractor
+from extractor.fields.access import ExtractError, KeyPaths, compile_source, single_value
+from extractor.fields.builders import Arg, Checked, Extract
+from extractor.fields.table import FIELDS, compile_field, raw_extractor
 
 
 def compile_all(requests: Sequence[tuple[int, Arg]]) -> Callable[[object], list]:
@@ -29,33 +29,18 @@ def compile_all(requests: Sequence[tuple[int, Arg]]) -> Callable[[object], list]
         try:
             closures.append(raw_extractor(field_id, arg))
             checked.append(compile_field(field_id, arg))
-            inline.append(getattr(FIELDS[field_id].build, "key_path", None))
+            inline.append(FIELDS[field_id].key_path)
         except ExtractError as exc:
             closures.append(_raising(exc))
             checked.append(_raising(exc))
             inline.append(None)
-    env: dict[str, object] = {"MISSING": MISSING, "marshal": marshal}
-    temps: dict[tuple[str, ...], str] = {}
-    lookups: list[str] = []
-
-    def temp(path: tuple[str, ...]) -> str:
-        if path not in temps:
-            name = temps[path] = f"t{len(temps)}"
-            if len(path) == 1:
-                lookups.append(f"    {name} = get({path[0]!r}, MISSING)")
-            else:
-                up = temp(path[:-1])
-                lookups.append(f"    {name} = {up}.get({path[-1]!r}, MISSING) "
-                               f"if {up}.__class__ is dict else MISSING")
-        return temps[path]
-
+    env: dict[str, object] = {}
+    walk = KeyPaths()
     results: list[str] = []
     calls: list[str] = []
     for i, (closure, path) in enumerate(zip(closures, inline, strict=True)):
         if path is not None:
-            v = temp(path)
-            results.append(f"[{v}] if {v}.__class__ is str else None if {v} is MISSING "
-                           f"else [marshal({v})]")
+            results.append(single_value(walk.value(path)))
         else:
             env[f"c{i}"] = closure
             calls.append(f"    try:\n        r{i} = c{i}(event)\n"
@@ -66,13 +51,12 @@ def compile_all(requests: Sequence[tuple[int, Arg]]) -> Callable[[object], list]
         "    if event.__class__ is not dict or 'auditID' not in event:",
         "        return each(event)",
         "    get = event.get",
-        *lookups,
+        *walk.lines,
         *calls,
         "    return [" + ", ".join(results) + "]",
     ])
     env["each"] = lambda event: [_outcome(c, event) for c in checked]
-    exec(compile(source, "<extractor.compiled.compile_all>", "exec"), env)
-    return env["run_all"]  # type: ignore[return-value]  # built by exec() above
+    return compile_source(source, "run_all", env)
 
 
 def _raising(exc: Exception) -> Checked:

@@ -21,7 +21,10 @@ from typing import Protocol
 
 import orjson
 
-CHUNK = 1 << 20
+# Read size. Below glibc's mmap threshold (128 KiB): a larger buffer, once freed, raises that
+# threshold, and the heap the next ones then come from grows with the file (measured by
+# falco_host: +2.7 MiB from 5,000 to 50,000 events at 1 MiB, flat at 64 KiB).
+CHUNK = 64 * 1024
 # A whole string, a string the buffer cuts short (more data is needed), or a character
 # that structures the value; anything else (numbers, literals, blanks) lies between them.
 _TOKEN = re.compile(rb'(?P<string>"(?:[^"\\]|\\.)*")'

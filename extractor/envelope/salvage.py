@@ -6,7 +6,7 @@ cut are still worth delivering: ``auditID``, ``stage``, ``user``, ``verb`` and
 who can create an object chooses its nesting and strings), so nothing here recurses on the
 input's depth: a member whose value the decoder refuses (nested beyond Python's recursion
 limit) is stepped over by a flat scanner and named in ``omitted`` instead of ending the
-scan. Numbers go through `extractor.numbers`, so none changes on the way.
+scan. Numbers go through `extractor.envelope.numbers`, so none changes on the way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from extractor.numbers import Numbers
+from extractor.envelope.numbers import Numbers
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)

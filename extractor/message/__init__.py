@@ -1,0 +1,2 @@
+"""What the ingest function and the plugin exchange: the queue wire format (`codec`) and
+the one dead-letter format both write (`deadletter`)."""
