@@ -44,9 +44,9 @@ MAX_CONTAINER_DEPTH = 3
 
 # Counter keys next to the drop reasons. Every input item (Batch.items: an event, a
 # record, a value that is neither) counts once in DELIVERED or a drop reason (the policy
-# chain moves what it drops from DELIVERED to its reason); the events the parser recovered
-# from a cut log also count in SALVAGED, those it encoded without a member that could not
-# be (nested too deep, a lone surrogate, ...) in OMITTED, whatever the chain does next.
+# chain moves what it drops from DELIVERED to its reason); the delivered events recovered
+# from a cut log also count in SALVAGED, those delivered without a member that could not be
+# encoded (nested too deep, a lone surrogate, ...) in OMITTED.
 DELIVERED = "delivered"
 SALVAGED = "salvaged"
 OMITTED = "omitted_members"
@@ -104,7 +104,9 @@ class Batch:
     drops: list[Drop] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     items: int = 0
-
+    # id() of each event also counted in SALVAGED or OMITTED -> those keys: what the
+    # policy chain takes back when it drops the event.
+    also_counted: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 
@@ -315,36 +317,36 @@ class _Walker:
                 timestamp_ns, marks[TIMESTAMP_ANNOTATION] = time_ns, "record.time"
             else:
                 marks[TIMESTAMP_ANNOTATION] = "received"  # the reader's clock
-        if self.event(event, cluster, raw=record, marks=marks, omitted=found.omitted,
-                      timestamp_ns=timestamp_ns, numbers=numbers):
-            self.batch.counts[SALVAGED] += 1
+        self.event(event, cluster, raw=record, marks=marks, omitted=found.omitted,
+                   timestamp_ns=timestamp_ns, numbers=numbers)
 
     def event(self, event: dict[str, Any], cluster: str | None, *, raw: Any,
               marks: dict[str, str] | None = None, omitted: Sequence[str] = (),
-              timestamp_ns: int | None = None, numbers: Numbers | None = None) -> bool:
+              timestamp_ns: int | None = None, numbers: Numbers | None = None) -> None:
         """Validate (a salvaged event, which carries ``marks``, is already), annotate and
-        encode one event; True when delivered."""
+        encode one event."""
         rejection = None if marks is not None else _rejection(event, timed=True,
                                                               numbers=numbers)
         if rejection is not None:
             self.drop(*rejection, self.raw(raw))
-            return False
+            return
         audit_id, stage = event["auditID"], event["stage"]
         data, omitted = _encode(event, (cluster, self.authoritative), marks or {},
                                 list(omitted))
         if "auditID" in omitted or "stage" in omitted:
             self.drop(Reason.MISSING_AUDIT_ID if "auditID" in omitted else Reason.MISSING_STAGE,
                       "auditID or stage cannot be encoded", self.raw(raw))
-            return False
+            return
         if numbers is not None:
             data = numbers.restore(data)
         if timestamp_ns is None:
             timestamp_ns = _event_time(event)
-        self.batch.events.append(AuditEvent(data, timestamp_ns, audit_id, stage, cluster))
-        self.batch.counts[DELIVERED] += 1
-        if omitted:
-            self.batch.counts[OMITTED] += 1
-        return True
+        delivered = AuditEvent(data, timestamp_ns, audit_id, stage, cluster)
+        self.batch.events.append(delivered)
+        also = (SALVAGED,) * (marks is not None) + (OMITTED,) * bool(omitted)
+        self.batch.counts.update((DELIVERED, *also))
+        if also:
+            self.batch.also_counted[id(delivered)] = also
 
 
 def _rejection(event: dict[str, Any], *, timed: bool,

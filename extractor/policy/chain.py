@@ -51,7 +51,8 @@ class Chain:
         from DELIVERED to their reason in the counts."""
         passed: list[AuditEvent] = []
         with self._lock:
-            for event in batch.events:
+            for parsed in batch.events:
+                event = parsed
                 if self.fallback_cluster and event.cluster is None:
                     event = _with_fallback_cluster(event, self.fallback_cluster)
                 reason = self._verdict(event)
@@ -59,6 +60,7 @@ class Chain:
                     passed.append(event)
                     continue
                 batch.counts[DELIVERED] -= 1
+                batch.counts.subtract(batch.also_counted.pop(id(parsed), ()))
                 batch.counts[reason] += 1
                 if reason is Reason.TOO_LARGE:
                     batch.drops.append(Drop(reason, too_large_detail(

@@ -70,15 +70,18 @@ class Deduper:
 
     def discard(self, key: Hashable) -> None:
         """Take `key` out of the window: its event was not delivered after all. Its ring
-        slot stays taken until its turn comes, when there is nothing left to remove (an
-        empty slot ends every probe run, so that removal moves no other key)."""
-        slot = self._slot(self._hash(key))
-        if self._table[slot]:
-            self._remove(self._table[slot])
+        slot is emptied too, so the key may come back and stay its full turn; until that
+        slot's turn comes round, the window holds one key fewer."""
+        digest = self._hash(key)
+        if self._table[self._slot(digest)]:
+            self._remove(digest)
+            self._ring[self._ring.index(digest)] = 0
 
     def _remove(self, digest: int) -> None:
         """Empty `digest`'s slot and move later keys of its run back (linear probing keeps
-        no tombstones, so lookups stay short)."""
+        no tombstones, so lookups stay short). 0: a ring slot a discard emptied."""
+        if not digest:
+            return
         table, mask = self._table, self._mask
         i = self._slot(digest)
         j = i

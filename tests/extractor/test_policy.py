@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from extractor.envelope.normalize import (
     CLUSTER_ANNOTATION,
     DELIVERED,
+    SALVAGED,
     AuditEvent,
     Batch,
     Reason,
+    parse_documents,
 )
 from extractor.policy.chain import Chain
 from extractor.policy.dedupe import Deduper
@@ -128,7 +130,7 @@ def test_a_window_of_zero_turns_dedupe_off_and_a_negative_one_is_refused() -> No
         Deduper(-1)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.integers(1, 20), st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=300))
 def test_a_discarded_key_leaves_the_window_and_the_rest_stays_a_window(
         capacity: int, steps: list[tuple[bool, int]]) -> None:
@@ -150,3 +152,18 @@ def test_a_discarded_key_leaves_the_window_and_the_rest_stays_a_window(
             recorded.append([key, False])
     live = {k for k, gone in recorded[-capacity:] if not gone}
     assert all((f"key-{n}" in deduper) is (f"key-{n}" in live) for n in range(41))
+
+
+def test_a_dropped_event_leaves_the_counters_it_was_also_in() -> None:
+    """`salvaged` and `omitted_members` count delivered events: a salvaged copy the chain
+    drops as a duplicate is taken back out."""
+    cut = ('{"kind":"Event","auditID":"s","stage":"ResponseComplete",'
+           '"stageTimestamp":"2024-01-01T00:00:00Z","requestObject":{"x":"cu')
+    record = {"category": "kube-audit", "resourceId": "/x/managedClusters/c1",
+              "properties": {"log": cut}}
+    body = orjson.dumps({"records": [record, {**record, "category": "kube-audit-admin"}]})
+    parsed = parse_documents([body])
+    assert parsed.counts[SALVAGED] == 2
+    batch = Chain().admit(parsed)
+    assert len(batch.events) == 1
+    assert batch.counts[SALVAGED] == 1 and batch.counts[Reason.DUPLICATE] == 1
