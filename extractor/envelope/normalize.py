@@ -435,8 +435,8 @@ def set_cluster(annotations: dict[str, Any], cluster: str, *, authoritative: boo
 
 def with_fallback_cluster(event: AuditEvent, cluster: str) -> AuditEvent:
     """An event its writer could not attribute (no resourceId), named by the reader's
-    fallback (the plugin's open params), as `parse_documents` would have named it; its
-    numbers pass exactly, as there."""
+    fallback (the policy chain's: the plugin's open params) through `set_cluster`, which
+    only fills a missing name; its numbers pass exactly."""
     try:
         doc = orjson.loads(event.data)
     except orjson.JSONDecodeError:

@@ -19,8 +19,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from extractor.envelope.normalize import DELIVERED, AuditEvent, Batch, Drop, Reason
-from extractor.envelope.normalize import with_fallback_cluster as _with_fallback_cluster
+from extractor.envelope.normalize import (
+    DELIVERED,
+    AuditEvent,
+    Batch,
+    Drop,
+    Reason,
+    with_fallback_cluster,
+)
 from extractor.policy.dedupe import DEFAULT_DEDUPE_WINDOW, Deduper
 
 
@@ -54,7 +60,7 @@ class Chain:
             for parsed in batch.events:
                 event = parsed
                 if self.fallback_cluster and event.cluster is None:
-                    event = _with_fallback_cluster(event, self.fallback_cluster)
+                    event = with_fallback_cluster(event, self.fallback_cluster)
                 reason = self._verdict(event)
                 if reason is None:
                     passed.append(event)

@@ -216,3 +216,13 @@ def test_replay_memory_does_not_follow_the_file(tmp_path: Path) -> None:
                                 str(requests), "-1", "100"], env={})
         peaks.append(peak)
     assert peaks[1] < peaks[0] * 1.1, peaks
+
+
+def test_each_file_of_a_directory_has_its_own_dedupe_window(tmp_path: Path) -> None:
+    """A copy within a file is a duplicate; the same event in the next file is replayed,
+    so a directory's replay shows every file in full."""
+    event = orjson.dumps(source_events(TRACES)[0])
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_bytes(event + b"\n" + event + b"\n")
+    events, end = events_of(host.capture(host.LIB, str(tmp_path)))
+    assert len(events) == 2 and end["rc"] == 2

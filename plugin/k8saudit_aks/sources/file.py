@@ -64,7 +64,6 @@ class FileInstance(Source):
 
     def _read(self) -> Iterator[list[AuditEvent]]:
         for file, size in zip(self.files, self.sizes, strict=True):
-            self.chain.forget()  # a window a file: a directory's replay shows each in full
             try:
                 with file.open("rb") as raw:
                     self._reading = raw
@@ -80,6 +79,8 @@ class FileInstance(Source):
             self._reading = None
             self.done_bytes += size  # as opened: a file gone since costs only itself
             self.done_files += 1
+            if self.done_files < len(self.files):  # a window a file: each shows in full
+                self.chain.forget()
 
     def _parse(self, file: Path, found: Iterable[Document]) -> Iterator[list[AuditEvent]]:
         batch: list[bytes] = []

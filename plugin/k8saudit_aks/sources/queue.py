@@ -50,7 +50,7 @@ class QueueInstance(Source):
             bucket=(TokenBucket(common.rate_limit_events_per_second, common.rate_limit_burst)
                     if common.rate_limit_events_per_second else None))
         self.mailbox: Mailbox[Held] = Mailbox(MAX_BUFFERED_BYTES)
-        self.worker = StorageWorker(mode, common, cluster.lower() if cluster else None,
+        self.worker = StorageWorker(mode, common, cluster,
                                     (queue, deadletter, claims), self.mailbox, self.stats)
         self._closed = False
         log.info("draining queue %s of account %s (visibility %d s, %d messages a poll, %s)",

@@ -262,7 +262,7 @@ class StorageWorker:
             if not held.deadletter_sent and not held.stale:
                 try:
                     self.letters.send(held, reason, detail,
-                                           held.text.encode("utf-8", "surrogatepass"))
+                                      held.text.encode("utf-8", "surrogatepass"))
                 except CallFailed as failed:
                     if is_storage_failure(failed.cause):
                         raise
